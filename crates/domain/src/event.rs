@@ -258,7 +258,10 @@ impl NewEvent {
                 None => p.add(
                     &name,
                     ErrorCode::UnknownField,
-                    format!("is not a field of a patch event (accepted: {})", FIELDS.join(", ")),
+                    format!(
+                        "is not a field of a patch event (accepted: {})",
+                        FIELDS.join(", ")
+                    ),
                 ),
             }
         }
@@ -502,7 +505,10 @@ pub fn validate_batch(
         match NewEvent::parse(raw, ctx) {
             Ok(e) if errors.is_empty() => ok.push(e),
             Ok(_) => {}
-            Err(es) => errors.extend(es.into_iter().map(|error| IndexedFieldError { index, error })),
+            Err(es) => errors.extend(
+                es.into_iter()
+                    .map(|error| IndexedFieldError { index, error }),
+            ),
         }
     }
     if errors.is_empty() {
@@ -776,7 +782,11 @@ mod tests {
         let list = |xs: Vec<Input>| with("cves", Input::List(xs));
         assert!(NewEvent::parse(list(vec![]), &ctx()).is_ok());
         assert_eq!(
-            errors_of(list(vec![text("CVE-2024-1"), Input::Bool(true), text("CVE-2024-12345")])),
+            errors_of(list(vec![
+                text("CVE-2024-1"),
+                Input::Bool(true),
+                text("CVE-2024-12345")
+            ])),
             vec![
                 ("cves[0]".into(), ErrorCode::Format),
                 ("cves[1]".into(), ErrorCode::Type)
@@ -786,9 +796,16 @@ mod tests {
             errors_of(with("cves", text("CVE-2024-1234"))),
             vec![("cves".into(), ErrorCode::Type)]
         );
-        let many = (0..1025).map(|i| text(&format!("CVE-2024-{i:05}"))).collect();
-        assert_eq!(errors_of(list(many)), vec![("cves".into(), ErrorCode::TooLong)]);
-        let max = (0..1024).map(|i| text(&format!("CVE-2024-{i:05}"))).collect();
+        let many = (0..1025)
+            .map(|i| text(&format!("CVE-2024-{i:05}")))
+            .collect();
+        assert_eq!(
+            errors_of(list(many)),
+            vec![("cves".into(), ErrorCode::TooLong)]
+        );
+        let max = (0..1024)
+            .map(|i| text(&format!("CVE-2024-{i:05}")))
+            .collect();
         assert!(NewEvent::parse(list(max), &ctx()).is_ok());
     }
 
@@ -828,7 +845,10 @@ mod tests {
         for v in variants {
             let mut e = base.clone();
             v(&mut e);
-            assert!(seen.insert(e.content_digest()), "a field change kept the digest");
+            assert!(
+                seen.insert(e.content_digest()),
+                "a field change kept the digest"
+            );
         }
         // Moving text between adjacent fields must change the encoding.
         let mut a = base.clone();
@@ -845,8 +865,15 @@ mod tests {
         let res = validate_batch(vec![minimal(), bad, minimal(), RawEvent::default()], &ctx());
         let errs = res.unwrap_err();
         assert!(errs.iter().all(|e| e.index == 1 || e.index == 3));
-        assert!(errs.iter().any(|e| e.index == 1 && e.error.field == "system"));
+        assert!(errs
+            .iter()
+            .any(|e| e.index == 1 && e.error.field == "system"));
         assert_eq!(errs.iter().filter(|e| e.index == 3).count(), 4);
-        assert_eq!(validate_batch(vec![minimal(), minimal()], &ctx()).unwrap().len(), 2);
+        assert_eq!(
+            validate_batch(vec![minimal(), minimal()], &ctx())
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

@@ -15,6 +15,6 @@ pub use error::{ErrorCode, FieldError, IndexedFieldError};
 pub use event::{
     validate_batch, Input, NewEvent, RawEvent, RecordedEvent, Status, ValidationContext, FIELDS,
 };
-pub use query::{EventFilter, PatchSystems, PatchSystemState, SystemSummary};
+pub use query::{EventFilter, PatchSystemState, PatchSystems, SystemSummary};
 pub use time::Timestamp;
 pub use values::{CveId, EventId, PatchId, SystemId, TextLimit};

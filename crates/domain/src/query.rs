@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(f.after(3).seq_from, Some(10));
         assert_eq!(f.after(10).seq_from, Some(11));
         assert_eq!(EventFilter::default().after(0).seq_from, Some(1));
-        assert_eq!(EventFilter::default().after(u64::MAX).seq_from, Some(u64::MAX));
+        assert_eq!(
+            EventFilter::default().after(u64::MAX).seq_from,
+            Some(u64::MAX)
+        );
     }
 
     #[test]

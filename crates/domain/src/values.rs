@@ -27,10 +27,7 @@ impl TextLimit {
         if n > self.max_chars {
             return Err((
                 ErrorCode::TooLong,
-                format!(
-                    "must be at most {} characters, got {n}",
-                    self.max_chars
-                ),
+                format!("must be at most {} characters, got {n}", self.max_chars),
             ));
         }
         if let Some((pos, c)) = s

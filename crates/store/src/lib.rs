@@ -1,1 +1,107 @@
-//! placeholder
+//! Storage for the patchaudit ledger.
+//!
+//! The [`Store`] trait is the only thing the server and the CLI know about
+//! storage. Each backend owns its schema and migrations and must pass the
+//! [`conformance`] suite unchanged. The embedded default is [`SqliteStore`].
+//!
+//! Every backend upholds the ledger's invariants (see `ARCHITECTURE.md`):
+//! events are only ever appended; `seq` is dense from 0; a batch is written
+//! whole or not at all; an `event_id` names at most one event; and an append
+//! is durable before it is acknowledged.
+
+pub mod conformance;
+mod sqlite;
+
+use async_trait::async_trait;
+use patchaudit_domain::{
+    EventFilter, NewEvent, PatchSystems, RecordedEvent, SystemSummary, Timestamp,
+};
+
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+/// What an append did with one event of the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's position in the ledger.
+    pub seq: u64,
+    /// When the ledger recorded it (for a duplicate: when it first did).
+    pub recorded_at: Timestamp,
+    /// True when the event was already recorded under its `event_id` with
+    /// identical content, so nothing new was written.
+    pub duplicate: bool,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An `event_id` is already recorded with different content. Nothing of
+    /// the batch was written.
+    #[error("event_id {event_id:?} (event {index} of the batch) is already recorded as seq {existing_seq} with different content")]
+    Conflict {
+        /// The position of the offending event in the batch.
+        index: usize,
+        /// The reused idempotency key.
+        event_id: String,
+        /// The seq of the event already recorded under that key.
+        existing_seq: u64,
+    },
+    /// The database cannot be reached or is busy; the caller may retry.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database holds data this build cannot read or that breaks an invariant.
+    #[error("the database is inconsistent: {0}")]
+    Corrupt(String),
+    /// The database cannot be opened or migrated (bad path, newer schema, permissions).
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    /// Any other backend failure.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+/// The ledger's storage.
+///
+/// Implementations are shared between request handlers, so they are cheap to
+/// call concurrently; they do their own pooling and batching.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends a batch atomically, in order, and returns one [`Appended`] per
+    /// event. Events whose `event_id` is already recorded with identical
+    /// content are returned as duplicates and not written again. If any
+    /// `event_id` is recorded with different content, nothing is written and
+    /// [`StoreError::Conflict`] names it. The batch is durable on return.
+    async fn append(
+        &self,
+        batch: Vec<NewEvent>,
+        recorded_by: &str,
+    ) -> Result<Vec<Appended>, StoreError>;
+
+    /// The event at `seq`, if the ledger is that long.
+    async fn get(&self, seq: u64) -> Result<Option<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events matching `filter`, in ascending `seq` order.
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` systems ordered by id, starting strictly after `after`.
+    async fn systems(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SystemSummary>, StoreError>;
+
+    /// Where one patch stands on every system that has an event for it.
+    async fn patch(&self, patch_id: &str) -> Result<PatchSystems, StoreError>;
+
+    /// The number of events in the ledger, which is also the next `seq`.
+    async fn len(&self) -> Result<u64, StoreError>;
+
+    /// Checks that the database answers; used by `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short name of the backend for logs and metrics, such as `sqlite`.
+    fn backend(&self) -> &'static str;
+}

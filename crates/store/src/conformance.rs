@@ -1,0 +1,562 @@
+//! The store conformance suite: one set of behaviours every backend must
+//! show, written once against `&dyn Store` and run unchanged per backend.
+//!
+//! A backend's test file provides a fixture and invokes the macro:
+//!
+//! ```text
+//! patchaudit_store::conformance_suite!(my_fixture);
+//! ```
+//!
+//! where `my_fixture()` is an async fn returning a [`Fixture`]. Each case
+//! becomes its own `#[tokio::test]`, gets a fresh empty ledger, and the
+//! fixture is torn down even when the case fails.
+
+use crate::{Store, StoreError};
+use patchaudit_domain::{
+    CveId, EventFilter, EventId, NewEvent, PatchId, Status, SystemId, Timestamp,
+};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+/// A fresh, empty ledger for one test case, and how to dispose of it.
+pub trait Fixture: Send {
+    /// The store under test.
+    fn store(&self) -> Arc<dyn Store>;
+    /// Removes whatever the fixture created (a file, a schema, a database).
+    fn teardown(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Generates one `#[tokio::test]` per conformance case for a fixture factory.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:path) => {
+        $crate::conformance_suite!(@cases $make;
+            empty_ledger,
+            dense_seqs_and_exact_round_trip,
+            duplicate_event_id_is_idempotent,
+            duplicates_inside_one_batch,
+            conflict_rejects_the_whole_batch,
+            concurrent_appends_stay_dense,
+            filters_and_half_open_ranges,
+            cursor_pages_cover_everything_once,
+            system_summaries,
+            patch_state_follows_applied_at_not_arrival,
+            recorded_at_never_decreases,
+            recorded_by_is_kept
+        );
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                use $crate::conformance::Fixture as _;
+                let fixture = $make().await;
+                let store = fixture.store();
+                let outcome = ::futures::FutureExt::catch_unwind(
+                    ::std::panic::AssertUnwindSafe($crate::conformance::$case(store)),
+                )
+                .await;
+                fixture.teardown().await;
+                if let Err(panic) = outcome {
+                    ::std::panic::resume_unwind(panic);
+                }
+            }
+        )*
+    };
+}
+
+/// Builds a valid event; `t` is seconds after 2024-01-01T00:00:00Z.
+pub fn event(system: &str, patch: &str, t: i64, status: Status) -> NewEvent {
+    NewEvent {
+        event_id: None,
+        patch_id: PatchId::parse(patch).expect("valid patch id"),
+        system: SystemId::parse(system).expect("valid system id"),
+        applied_at: Timestamp::from_micros(1_704_067_200_000_000 + t * 1_000_000),
+        status,
+        package: None,
+        from_version: None,
+        to_version: None,
+        source: None,
+        actor: None,
+        detail: None,
+        cves: Vec::new(),
+        reboot_required: None,
+        change_ref: None,
+    }
+}
+
+fn with_id(mut e: NewEvent, id: &str) -> NewEvent {
+    e.event_id = Some(EventId::parse(id).expect("valid event id"));
+    e
+}
+
+/// An empty ledger has no events and a length of zero.
+pub async fn empty_ledger(store: Arc<dyn Store>) {
+    assert_eq!(store.len().await.unwrap(), 0);
+    assert!(store.get(0).await.unwrap().is_none());
+    assert!(store.get(u64::MAX).await.unwrap().is_none());
+    assert!(store
+        .list(&EventFilter::default(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.systems(None, 10).await.unwrap().is_empty());
+    assert!(store.patch("none").await.unwrap().systems.is_empty());
+    store.ping().await.unwrap();
+    assert!(store.append(Vec::new(), "").await.unwrap().is_empty());
+}
+
+/// Seqs start at 0 and are dense; every field comes back exactly as written.
+pub async fn dense_seqs_and_exact_round_trip(store: Arc<dyn Store>) {
+    let mut full = with_id(event("web-01", "KB5034441", 10, Status::Failure), "full-1");
+    full.package = Some("openssl".into());
+    full.from_version = Some("3.0.1-1".into());
+    full.to_version = Some("3.0.2-0ubuntu1.15".into());
+    full.source = Some("apt".into());
+    full.actor = Some("unattended-upgrades".into());
+    full.detail = Some("E: dpkg was interrupted\n\tline two — ünïcödé 🚀".into());
+    full.cves = vec![
+        CveId::parse("CVE-2024-0001").unwrap(),
+        CveId::parse("CVE-2023-44487").unwrap(),
+    ];
+    full.reboot_required = Some(true);
+    full.change_ref = Some("CHG-1".into());
+    full.applied_at = Timestamp::from_micros(1_704_067_200_123_456);
+    let mut no_reboot = event("web-02", "KB1", 11, Status::Success);
+    no_reboot.reboot_required = Some(false);
+    let batch = vec![
+        event("web-01", "KB1", 0, Status::Success),
+        full.clone(),
+        no_reboot.clone(),
+    ];
+
+    let appended = store.append(batch.clone(), "").await.unwrap();
+    assert_eq!(
+        appended.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert!(appended.iter().all(|a| !a.duplicate));
+    let more = store
+        .append(vec![event("db-01", "KB2", 5, Status::RolledBack)], "")
+        .await
+        .unwrap();
+    assert_eq!(more[0].seq, 3);
+    assert_eq!(store.len().await.unwrap(), 4);
+
+    for (i, want) in batch.iter().enumerate() {
+        let got = store.get(i as u64).await.unwrap().expect("event exists");
+        assert_eq!(got.seq, i as u64);
+        assert_eq!(&got.event, want, "event {i} must round-trip exactly");
+        assert_eq!(got.recorded_at, appended[i].recorded_at);
+    }
+    assert!(store.get(4).await.unwrap().is_none());
+}
+
+/// Re-sending an event with the same id and content returns the stored one.
+pub async fn duplicate_event_id_is_idempotent(store: Arc<dyn Store>) {
+    let e = with_id(event("web-01", "KB1", 0, Status::Success), "evt-1");
+    let first = store.append(vec![e.clone()], "").await.unwrap();
+    store
+        .append(vec![event("web-01", "KB2", 1, Status::Success)], "")
+        .await
+        .unwrap();
+    let again = store.append(vec![e.clone()], "").await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].seq, first[0].seq);
+    assert_eq!(again[0].recorded_at, first[0].recorded_at);
+    // A batch mixing a duplicate and a new event writes only the new one.
+    let mixed = store
+        .append(
+            vec![
+                e,
+                with_id(event("web-02", "KB1", 0, Status::Success), "evt-2"),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    assert!(mixed[0].duplicate && !mixed[1].duplicate);
+    assert_eq!(mixed[1].seq, 2);
+    assert_eq!(store.len().await.unwrap(), 3);
+    let summary = store.systems(None, 10).await.unwrap();
+    assert_eq!(summary[0].success, 2, "a duplicate must not count twice");
+}
+
+/// The same event twice in one batch is written once.
+pub async fn duplicates_inside_one_batch(store: Arc<dyn Store>) {
+    let e = with_id(event("web-01", "KB1", 0, Status::Success), "dup");
+    let out = store.append(vec![e.clone(), e], "").await.unwrap();
+    assert_eq!(out[0].seq, 0);
+    assert!(!out[0].duplicate);
+    assert_eq!(out[1].seq, 0);
+    assert!(out[1].duplicate);
+    assert_eq!(store.len().await.unwrap(), 1);
+}
+
+/// An id reused with different content rejects the whole batch.
+pub async fn conflict_rejects_the_whole_batch(store: Arc<dyn Store>) {
+    store
+        .append(
+            vec![with_id(event("web-01", "KB1", 0, Status::Success), "k")],
+            "",
+        )
+        .await
+        .unwrap();
+    let batch = vec![
+        event("web-02", "KB1", 0, Status::Success),
+        with_id(event("web-01", "KB1", 0, Status::Failure), "k"),
+        event("web-03", "KB1", 0, Status::Success),
+    ];
+    match store.append(batch, "").await {
+        Err(StoreError::Conflict {
+            index,
+            event_id,
+            existing_seq,
+        }) => {
+            assert_eq!((index, event_id.as_str(), existing_seq), (1, "k", 0));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        store.len().await.unwrap(),
+        1,
+        "nothing of the batch may be written"
+    );
+    assert_eq!(store.systems(None, 10).await.unwrap().len(), 1);
+    // Within one batch too: the same id with two contents conflicts.
+    let inner = vec![
+        with_id(event("web-04", "KB1", 0, Status::Success), "j"),
+        with_id(event("web-04", "KB1", 1, Status::Success), "j"),
+    ];
+    assert!(matches!(
+        store.append(inner, "").await,
+        Err(StoreError::Conflict { index: 1, .. })
+    ));
+    assert_eq!(store.len().await.unwrap(), 1);
+    // The ledger keeps working and stays dense after a rejected batch.
+    let next = store
+        .append(vec![event("web-05", "KB1", 0, Status::Success)], "")
+        .await
+        .unwrap();
+    assert_eq!(next[0].seq, 1);
+}
+
+/// Many concurrent writers still produce one dense sequence with no duplicates.
+pub async fn concurrent_appends_stay_dense(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..32)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..10 {
+                    let batch = (0..=(i % 3))
+                        .map(|j| {
+                            with_id(
+                                event(&format!("h{t}"), "KB1", i, Status::Success),
+                                &format!("t{t}-{i}-{j}"),
+                            )
+                        })
+                        .collect();
+                    let out = store.append(batch, "").await.unwrap();
+                    seqs.extend(out.iter().map(|a| a.seq));
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let expected: usize = 32 * (0..10).map(|i| (i % 3) as usize + 1).sum::<usize>();
+    assert_eq!(all.len(), expected);
+    let unique: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), expected, "no seq may be handed out twice");
+    assert_eq!(
+        *all.iter().max().unwrap() as usize,
+        expected - 1,
+        "seqs must be dense"
+    );
+    assert_eq!(store.len().await.unwrap() as usize, expected);
+}
+
+/// Every filter works alone and combined; ranges are half-open.
+pub async fn filters_and_half_open_ranges(store: Arc<dyn Store>) {
+    let mut batch = Vec::new();
+    for i in 0..30i64 {
+        let status = match i % 10 {
+            0 => Status::Failure,
+            5 => Status::RolledBack,
+            _ => Status::Success,
+        };
+        let mut e = event(
+            &format!("sys-{}", i % 3),
+            &format!("P{}", i % 4),
+            i * 60,
+            status,
+        );
+        e.source = Some(if i % 2 == 0 { "apt" } else { "dnf" }.into());
+        batch.push(e);
+    }
+    store.append(batch.clone(), "").await.unwrap();
+    let seqs =
+        |evs: Vec<patchaudit_domain::RecordedEvent>| evs.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let want = |pred: &dyn Fn(usize, &NewEvent) -> bool| {
+        batch
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| pred(*i, e))
+            .map(|(i, _)| i as u64)
+            .collect::<Vec<_>>()
+    };
+    let q = |f: EventFilter| {
+        let store = store.clone();
+        async move { seqs(store.list(&f, 1000).await.unwrap()) }
+    };
+
+    assert_eq!(q(EventFilter::default()).await, want(&|_, _| true));
+    assert_eq!(
+        q(EventFilter {
+            system: Some("sys-1".into()),
+            ..Default::default()
+        })
+        .await,
+        want(&|_, e| e.system.as_str() == "sys-1")
+    );
+    assert_eq!(
+        q(EventFilter {
+            patch_id: Some("P2".into()),
+            ..Default::default()
+        })
+        .await,
+        want(&|_, e| e.patch_id.as_str() == "P2")
+    );
+    assert_eq!(
+        q(EventFilter {
+            status: Some(Status::Failure),
+            ..Default::default()
+        })
+        .await,
+        vec![0, 10, 20]
+    );
+    assert_eq!(
+        q(EventFilter {
+            source: Some("dnf".into()),
+            ..Default::default()
+        })
+        .await,
+        want(&|i, _| i % 2 == 1)
+    );
+    let t = |i: i64| event("x", "x", i * 60, Status::Success).applied_at;
+    assert_eq!(
+        q(EventFilter {
+            applied_from: Some(t(5)),
+            applied_to: Some(t(8)),
+            ..Default::default()
+        })
+        .await,
+        vec![5, 6, 7]
+    );
+    assert_eq!(
+        q(EventFilter {
+            seq_from: Some(28),
+            ..Default::default()
+        })
+        .await,
+        vec![28, 29]
+    );
+    assert_eq!(
+        q(EventFilter {
+            seq_to: Some(2),
+            ..Default::default()
+        })
+        .await,
+        vec![0, 1]
+    );
+    assert!(q(EventFilter {
+        seq_from: Some(5),
+        seq_to: Some(5),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert_eq!(
+        q(EventFilter {
+            system: Some("sys-0".into()),
+            status: Some(Status::Success),
+            source: Some("apt".into()),
+            seq_from: Some(3),
+            ..Default::default()
+        })
+        .await,
+        want(&|i, e| e.system.as_str() == "sys-0"
+            && e.status == Status::Success
+            && i % 2 == 0
+            && i >= 3)
+    );
+    assert!(q(EventFilter {
+        system: Some("nope".into()),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert_eq!(
+        seqs(store.list(&EventFilter::default(), 3).await.unwrap()),
+        vec![0, 1, 2]
+    );
+    assert!(store
+        .list(&EventFilter::default(), 0)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Paging with `after(last_seq)` visits every matching event exactly once.
+pub async fn cursor_pages_cover_everything_once(store: Arc<dyn Store>) {
+    let batch: Vec<_> = (0..257)
+        .map(|i| event(if i % 2 == 0 { "a" } else { "b" }, "P", i, Status::Success))
+        .collect();
+    store.append(batch, "").await.unwrap();
+    let filter = EventFilter {
+        system: Some("a".into()),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut f = filter.clone();
+    loop {
+        let page = store.list(&f, 10).await.unwrap();
+        let Some(last) = page.last() else { break };
+        f = filter.after(last.seq);
+        seen.extend(page.iter().map(|e| e.seq));
+    }
+    let want: Vec<u64> = (0..257).filter(|i| i % 2 == 0).collect();
+    assert_eq!(seen, want);
+}
+
+/// System summaries count by status and page by system id.
+pub async fn system_summaries(store: Arc<dyn Store>) {
+    store
+        .append(
+            vec![
+                event("b", "P1", 100, Status::Success),
+                event("a", "P1", 50, Status::Failure),
+                event("b", "P2", 10, Status::RolledBack),
+                event("c", "P1", 1, Status::Success),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    store
+        .append(vec![event("a", "P1", 60, Status::Success)], "")
+        .await
+        .unwrap();
+    let all = store.systems(None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.system.as_str()).collect::<Vec<_>>(),
+        vec!["a", "b", "c"]
+    );
+    let a = &all[0];
+    assert_eq!(
+        (a.success, a.failure, a.rolled_back, a.last_seq),
+        (1, 1, 0, 4)
+    );
+    assert_eq!(
+        a.last_applied_at,
+        event("a", "P", 60, Status::Success).applied_at
+    );
+    let b = &all[1];
+    assert_eq!(
+        (b.success, b.failure, b.rolled_back, b.last_seq),
+        (1, 0, 1, 2)
+    );
+    assert_eq!(
+        b.last_applied_at,
+        event("b", "P", 100, Status::Success).applied_at,
+        "latest applied_at, not latest arrival"
+    );
+    let page = store.systems(Some("a"), 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].system, "b");
+}
+
+/// A pair's state is its latest event by applied_at, whatever the arrival order.
+pub async fn patch_state_follows_applied_at_not_arrival(store: Arc<dyn Store>) {
+    store
+        .append(
+            vec![
+                event("s1", "KB9", 100, Status::Success),
+                event("s2", "KB9", 100, Status::Failure),
+                event("s3", "KB9", 100, Status::Success),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    store
+        .append(
+            vec![
+                // Arrives later but happened earlier: must not override.
+                event("s1", "KB9", 50, Status::Failure),
+                // Happened later: overrides.
+                event("s3", "KB9", 200, Status::RolledBack),
+                event("s2", "KB8", 300, Status::Success),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    let p = store.patch("KB9").await.unwrap();
+    let got: Vec<_> = p
+        .systems
+        .iter()
+        .map(|s| (s.system.as_str(), s.status, s.attempts, s.seq))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("s1", Status::Success, 2, 0),
+            ("s2", Status::Failure, 1, 1),
+            ("s3", Status::RolledBack, 2, 4)
+        ]
+    );
+    // Same applied_at: the later seq wins.
+    store
+        .append(vec![event("s2", "KB9", 100, Status::Success)], "")
+        .await
+        .unwrap();
+    let p = store.patch("KB9").await.unwrap();
+    assert_eq!(p.systems[1].status, Status::Success);
+    assert_eq!(p.systems[1].attempts, 2);
+}
+
+/// recorded_at is non-decreasing along seq.
+pub async fn recorded_at_never_decreases(store: Arc<dyn Store>) {
+    for i in 0..20 {
+        store
+            .append(vec![event("s", "P", i, Status::Success)], "")
+            .await
+            .unwrap();
+    }
+    let evs = store.list(&EventFilter::default(), 100).await.unwrap();
+    assert!(evs.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+}
+
+/// The principal that recorded an event is kept with it.
+pub async fn recorded_by_is_kept(store: Arc<dyn Store>) {
+    store
+        .append(vec![event("s", "P", 0, Status::Success)], "agent:web-01")
+        .await
+        .unwrap();
+    store
+        .append(vec![event("s", "P", 1, Status::Success)], "")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(0).await.unwrap().unwrap().recorded_by,
+        "agent:web-01"
+    );
+    assert_eq!(store.get(1).await.unwrap().unwrap().recorded_by, "");
+}

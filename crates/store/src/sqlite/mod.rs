@@ -1,0 +1,414 @@
+//! The embedded SQLite backend.
+//!
+//! One writer thread owns the only write connection and group-commits: it
+//! drains every append waiting in its queue into a single transaction, so
+//! many concurrent single-event requests share one fsync instead of queueing
+//! for one each. Reads use a small pool of read-only connections, which WAL
+//! mode lets run beside the writer.
+
+mod schema;
+mod writer;
+
+use crate::{Appended, Store, StoreError};
+use async_trait::async_trait;
+use patchaudit_domain::{
+    CveId, EventFilter, EventId, NewEvent, PatchId, PatchSystemState, PatchSystems, RecordedEvent,
+    Status, SystemId, SystemSummary, Timestamp,
+};
+use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// How hard SQLite works to make a commit survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// `synchronous=FULL`: the WAL is fsynced at every commit, so an
+    /// acknowledged append survives power loss as well as a crash. The default,
+    /// because an audit ledger must not lose what it acknowledged.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a process crash but may lose the last
+    /// commits on power loss. Only for benchmarks and throwaway ledgers.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Settings of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The durability level; see [`Synchronous`].
+    pub synchronous: Synchronous,
+    /// The most events the writer puts into one group commit.
+    pub max_group_events: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::Full,
+            max_group_events: 50_000,
+        }
+    }
+}
+
+/// The ledger in an embedded SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: writer::Handle,
+    readers: Mutex<Vec<Connection>>,
+}
+
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, String> {
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| format!("{}: {e}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the ledger at `path`, switches it to WAL
+    /// mode and applies any pending migrations.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = open_connection(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(StoreError::Open)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open(format!(
+                "{}: could not switch to WAL mode (got {mode})",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", options.synchronous.pragma())
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        schema::migrate(&mut conn).map_err(StoreError::Open)?;
+        let writer = writer::spawn(conn, options.max_group_events)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The file the ledger lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a pooled read-only connection on the blocking thread pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().map_err(|_| poisoned())?.pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = open_connection(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(StoreError::Unavailable)?;
+                    c.pragma_update(None, "query_only", true)
+                        .map_err(internal)?;
+                    c
+                }
+            };
+            let result = f(&conn);
+            // A connection that saw an I/O error is dropped rather than reused.
+            if !matches!(result, Err(StoreError::Unavailable(_))) {
+                if let Ok(mut pool) = inner.readers.lock() {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Internal("connection pool lock poisoned".into())
+}
+
+pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(
+            C::DatabaseBusy | C::DatabaseLocked | C::CannotOpen | C::SystemIoFailure | C::DiskFull,
+        ) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// The columns every event query selects, in the order [`row_to_event`] reads them.
+const EVENT_COLUMNS: &str = "seq, event_id, patch_id, system, applied_at, status, package, \
+     from_version, to_version, source, actor, detail, cves, reboot_required, change_ref, \
+     recorded_at, recorded_by";
+
+fn corrupt(seq: i64, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("event seq {seq}: {what}"))
+}
+
+/// Rebuilds a domain event from a row. Values are validated again on the way
+/// out: a row edited behind the ledger's back is reported, not served.
+fn row_to_event(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let seq: i64 = row.get(0).map_err(internal)?;
+    let get_text =
+        |i: usize| -> Result<Option<String>, StoreError> { row.get(i).map_err(internal) };
+    let req = |i: usize, name: &str| -> Result<String, StoreError> {
+        get_text(i)?.ok_or_else(|| corrupt(seq, format!("{name} is NULL")))
+    };
+    let event_id = get_text(1)?
+        .map(EventId::parse)
+        .transpose()
+        .map_err(|(_, m)| corrupt(seq, format!("event_id {m}")))?;
+    let patch_id = PatchId::parse(req(2, "patch_id")?)
+        .map_err(|(_, m)| corrupt(seq, format!("patch_id {m}")))?;
+    let system =
+        SystemId::parse(req(3, "system")?).map_err(|(_, m)| corrupt(seq, format!("system {m}")))?;
+    let applied_at = Timestamp::from_micros(row.get(4).map_err(internal)?);
+    let status: Status = req(5, "status")?
+        .parse()
+        .map_err(|m| corrupt(seq, format!("status {m}")))?;
+    let cves = match get_text(12)? {
+        None => Vec::new(),
+        Some(s) => s
+            .split(' ')
+            .map(CveId::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|m| corrupt(seq, m))?,
+    };
+    let reboot: Option<i64> = row.get(13).map_err(internal)?;
+    Ok(RecordedEvent {
+        seq: u64::try_from(seq).map_err(|_| corrupt(seq, "negative seq"))?,
+        recorded_at: Timestamp::from_micros(row.get(15).map_err(internal)?),
+        recorded_by: row.get(16).map_err(internal)?,
+        event: NewEvent {
+            event_id,
+            patch_id,
+            system,
+            applied_at,
+            status,
+            package: get_text(6)?,
+            from_version: get_text(7)?,
+            to_version: get_text(8)?,
+            source: get_text(9)?,
+            actor: get_text(10)?,
+            detail: get_text(11)?,
+            cves,
+            reboot_required: reboot.map(|v| v != 0),
+            change_ref: get_text(14)?,
+        },
+    })
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Builds the WHERE clause and its parameters for a filter.
+fn filter_sql(filter: &EventFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clauses = Vec::new();
+    let mut params = Vec::new();
+    let mut push = |clause: &str, v: Value| {
+        clauses.push(clause.to_owned());
+        params.push(v);
+    };
+    if let Some(s) = &filter.system {
+        push("system = ?", Value::Text(s.clone()));
+    }
+    if let Some(p) = &filter.patch_id {
+        push("patch_id = ?", Value::Text(p.clone()));
+    }
+    if let Some(s) = filter.status {
+        push("status = ?", Value::Text(s.as_str().to_owned()));
+    }
+    if let Some(s) = &filter.source {
+        push("source = ?", Value::Text(s.clone()));
+    }
+    if let Some(t) = filter.applied_from {
+        push("applied_at >= ?", Value::Integer(t.as_micros()));
+    }
+    if let Some(t) = filter.applied_to {
+        push("applied_at < ?", Value::Integer(t.as_micros()));
+    }
+    if let Some(s) = filter.seq_from {
+        push("seq >= ?", Value::Integer(to_i64(s)));
+    }
+    if let Some(s) = filter.seq_to {
+        push("seq < ?", Value::Integer(to_i64(s)));
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (sql, params)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(
+        &self,
+        batch: Vec<NewEvent>,
+        recorded_by: &str,
+    ) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .writer
+            .append(batch, recorded_by.to_owned())
+            .await
+    }
+
+    async fn get(&self, seq: u64) -> Result<Option<RecordedEvent>, StoreError> {
+        let Ok(seq) = i64::try_from(seq) else {
+            return Ok(None);
+        };
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?"))
+                .map_err(internal)?;
+            let mut rows = stmt.query([seq]).map_err(internal)?;
+            match rows.next().map_err(internal)? {
+                Some(row) => Ok(Some(row_to_event(row)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 || filter.is_empty_range() {
+            return Ok(Vec::new());
+        }
+        let (where_sql, mut params) = filter_sql(filter);
+        params.push(rusqlite::types::Value::Integer(to_i64(limit as u64)));
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events {where_sql} ORDER BY seq LIMIT ?");
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(internal)?;
+            let mut rows = stmt.query(params_from_iter(params)).map_err(internal)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(internal)? {
+                out.push(row_to_event(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn systems(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SystemSummary>, StoreError> {
+        let after = after.unwrap_or("").to_owned();
+        let limit = to_i64(limit as u64);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT system, last_applied_at, last_seq, n_success, n_failure, n_rolled_back \
+                     FROM systems WHERE system > ? ORDER BY system LIMIT ?",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(rusqlite::params![after, limit], |r| {
+                    Ok(SystemSummary {
+                        system: r.get(0)?,
+                        last_applied_at: Timestamp::from_micros(r.get(1)?),
+                        last_seq: r.get::<_, i64>(2)? as u64,
+                        success: r.get::<_, i64>(3)? as u64,
+                        failure: r.get::<_, i64>(4)? as u64,
+                        rolled_back: r.get::<_, i64>(5)? as u64,
+                    })
+                })
+                .map_err(internal)?;
+            rows.collect::<Result<_, _>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn patch(&self, patch_id: &str) -> Result<PatchSystems, StoreError> {
+        let patch_id = patch_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT system, status, applied_at, seq, attempts FROM patch_state \
+                     WHERE patch_id = ? ORDER BY system",
+                )
+                .map_err(internal)?;
+            let mut rows = stmt.query([&patch_id]).map_err(internal)?;
+            let mut systems = Vec::new();
+            while let Some(r) = rows.next().map_err(internal)? {
+                let status: String = r.get(1).map_err(internal)?;
+                systems.push(PatchSystemState {
+                    system: r.get(0).map_err(internal)?,
+                    status: status
+                        .parse()
+                        .map_err(|m| StoreError::Corrupt(format!("patch_state status {m}")))?,
+                    applied_at: Timestamp::from_micros(r.get(2).map_err(internal)?),
+                    seq: r.get::<_, i64>(3).map_err(internal)? as u64,
+                    attempts: r.get::<_, i64>(4).map_err(internal)? as u64,
+                });
+            }
+            Ok(PatchSystems { patch_id, systems })
+        })
+        .await
+    }
+
+    async fn len(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            let next: Option<i64> = c
+                .query_row("SELECT MAX(seq) + 1 FROM events", [], |r| r.get(0))
+                .optional()
+                .map_err(internal)?
+                .flatten();
+            Ok(next.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await?;
+        self.inner.writer.check_alive()
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}

@@ -1,0 +1,336 @@
+//! The single writer and its group commit.
+//!
+//! Appends are queued to one thread that owns the write connection. Each
+//! turn it takes everything waiting (up to a cap), runs each request inside
+//! its own SAVEPOINT of one IMMEDIATE transaction, and commits once. A
+//! request that fails (an idempotency conflict) is rolled back to its
+//! savepoint alone; the others still commit. Replies are sent only after the
+//! commit returned, so an acknowledgement always means "durable".
+
+use super::internal;
+use crate::{Appended, StoreError};
+use patchaudit_domain::{NewEvent, Status, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+
+type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
+
+struct Request {
+    batch: Vec<NewEvent>,
+    recorded_by: String,
+    reply: Reply,
+}
+
+/// The async side of the writer thread.
+pub(super) struct Handle {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Handle {
+    pub(super) async fn append(
+        &self,
+        batch: Vec<NewEvent>,
+        recorded_by: String,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                batch,
+                recorded_by,
+                reply,
+            })
+            .map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    pub(super) fn check_alive(&self) -> Result<(), StoreError> {
+        if self.tx.is_closed() {
+            Err(writer_gone())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Internal("the SQLite writer thread has stopped".into())
+}
+
+pub(super) fn spawn(conn: Connection, max_group_events: usize) -> Result<Handle, StoreError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+    std::thread::Builder::new()
+        .name("patchaudit-sqlite-writer".into())
+        .spawn(move || {
+            let mut conn = conn;
+            while let Some(first) = rx.blocking_recv() {
+                let mut n = first.batch.len();
+                let mut group = vec![first];
+                while n < max_group_events {
+                    match rx.try_recv() {
+                        Ok(r) => {
+                            n += r.batch.len();
+                            group.push(r);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&mut conn, group);
+            }
+        })
+        .map_err(|e| StoreError::Open(format!("starting the writer thread: {e}")))?;
+    Ok(Handle { tx })
+}
+
+fn commit_group(conn: &mut Connection, group: Vec<Request>) {
+    let count = group.len();
+    match run_group(conn, &group) {
+        Ok(results) => {
+            tracing::trace!(requests = count, "group committed");
+            for (req, res) in group.into_iter().zip(results) {
+                let _ = req.reply.send(res);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests = count, "group commit failed; nothing of it was written");
+            for req in group {
+                let _ = req.reply.send(Err(clone_err(&e)));
+            }
+        }
+    }
+}
+
+fn clone_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+/// Runs a group in one transaction; the outer error means nothing committed.
+fn run_group(
+    conn: &mut Connection,
+    group: &[Request],
+) -> Result<Vec<Result<Vec<Appended>, StoreError>>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(internal)?;
+    // Read the head inside the write lock, so another process appending to
+    // the same file (a CLI beside a server) can never make seq collide.
+    let (mut next_seq, last_recorded): (i64, Option<i64>) = tx
+        .query_row(
+            "SELECT seq + 1, recorded_at FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(internal)?
+        .map_or((0, None), |(s, r)| (s, Some(r)));
+    // recorded_at never goes backwards along seq, even if the clock does, so
+    // "the ledger as of T" is always a prefix of it.
+    let now = Timestamp::from_micros(
+        Timestamp::now()
+            .as_micros()
+            .max(last_recorded.unwrap_or(i64::MIN)),
+    );
+
+    let mut results = Vec::with_capacity(group.len());
+    for req in group {
+        tx.execute_batch("SAVEPOINT request").map_err(internal)?;
+        let start = next_seq;
+        match apply(&tx, req, &mut next_seq, now) {
+            Ok(appended) => {
+                tx.execute_batch("RELEASE request").map_err(internal)?;
+                results.push(Ok(appended));
+            }
+            Err(e) => {
+                tx.execute_batch("ROLLBACK TO request; RELEASE request")
+                    .map_err(internal)?;
+                next_seq = start;
+                results.push(Err(e));
+            }
+        }
+    }
+    tx.commit().map_err(internal)?;
+    Ok(results)
+}
+
+#[derive(Default)]
+struct SystemAgg {
+    first_seq: i64,
+    last_seq: i64,
+    last_applied_at: i64,
+    counts: [i64; 3],
+}
+
+struct PairAgg {
+    status: Status,
+    applied_at: i64,
+    seq: i64,
+    attempts: i64,
+}
+
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    req: &Request,
+    next_seq: &mut i64,
+    now: Timestamp,
+) -> Result<Vec<Appended>, StoreError> {
+    let mut out = Vec::with_capacity(req.batch.len());
+    let mut lookup = tx
+        .prepare_cached("SELECT seq, content_hash, recorded_at FROM events WHERE event_id = ?")
+        .map_err(internal)?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO events (seq, event_id, patch_id, system, applied_at, status, package, \
+             from_version, to_version, source, actor, detail, cves, reboot_required, change_ref, \
+             recorded_at, recorded_by, content_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        )
+        .map_err(internal)?;
+    let mut systems: HashMap<&str, SystemAgg> = HashMap::new();
+    let mut pairs: HashMap<(&str, &str), PairAgg> = HashMap::new();
+
+    for (index, ev) in req.batch.iter().enumerate() {
+        let digest = ev.content_digest();
+        if let Some(id) = &ev.event_id {
+            let found: Option<(i64, Vec<u8>, i64)> = lookup
+                .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(internal)?;
+            if let Some((seq, hash, recorded_at)) = found {
+                if hash.as_slice() == digest.as_slice() {
+                    out.push(Appended {
+                        seq: seq as u64,
+                        recorded_at: Timestamp::from_micros(recorded_at),
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                return Err(StoreError::Conflict {
+                    index,
+                    event_id: id.as_str().to_owned(),
+                    existing_seq: seq as u64,
+                });
+            }
+        }
+        let seq = *next_seq;
+        let cves = (!ev.cves.is_empty()).then(|| {
+            ev.cves
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        insert
+            .execute(params![
+                seq,
+                ev.event_id.as_ref().map(|e| e.as_str()),
+                ev.patch_id.as_str(),
+                ev.system.as_str(),
+                ev.applied_at.as_micros(),
+                ev.status.as_str(),
+                ev.package,
+                ev.from_version,
+                ev.to_version,
+                ev.source,
+                ev.actor,
+                ev.detail,
+                cves,
+                ev.reboot_required,
+                ev.change_ref,
+                now.as_micros(),
+                req.recorded_by,
+                &digest[..],
+            ])
+            .map_err(internal)?;
+        *next_seq += 1;
+        out.push(Appended {
+            seq: seq as u64,
+            recorded_at: now,
+            duplicate: false,
+        });
+
+        let applied = ev.applied_at.as_micros();
+        let s = systems
+            .entry(ev.system.as_str())
+            .or_insert_with(|| SystemAgg {
+                first_seq: seq,
+                last_applied_at: i64::MIN,
+                ..Default::default()
+            });
+        s.last_seq = seq;
+        s.last_applied_at = s.last_applied_at.max(applied);
+        s.counts[ev.status.code() as usize] += 1;
+
+        let p = pairs
+            .entry((ev.patch_id.as_str(), ev.system.as_str()))
+            .or_insert(PairAgg {
+                status: ev.status,
+                applied_at: applied,
+                seq,
+                attempts: 0,
+            });
+        p.attempts += 1;
+        if (applied, seq) >= (p.applied_at, p.seq) {
+            p.status = ev.status;
+            p.applied_at = applied;
+            p.seq = seq;
+        }
+    }
+
+    let mut up_sys = tx
+        .prepare_cached(
+            "INSERT INTO systems (system, first_seq, last_seq, last_applied_at, n_success, n_failure, n_rolled_back) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (system) DO UPDATE SET \
+               last_seq = excluded.last_seq, \
+               last_applied_at = MAX(last_applied_at, excluded.last_applied_at), \
+               n_success = n_success + excluded.n_success, \
+               n_failure = n_failure + excluded.n_failure, \
+               n_rolled_back = n_rolled_back + excluded.n_rolled_back",
+        )
+        .map_err(internal)?;
+    for (system, a) in &systems {
+        up_sys
+            .execute(params![
+                system,
+                a.first_seq,
+                a.last_seq,
+                a.last_applied_at,
+                a.counts[0],
+                a.counts[1],
+                a.counts[2]
+            ])
+            .map_err(internal)?;
+    }
+    // The latest event of a pair is the one with the greatest (applied_at,
+    // seq): collectors deliver history out of order, and the fact that
+    // happened last must win, not the one that arrived last.
+    let mut up_pair = tx
+        .prepare_cached(
+            "INSERT INTO patch_state (patch_id, system, status, applied_at, seq, attempts) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (patch_id, system) DO UPDATE SET \
+               status = CASE WHEN (excluded.applied_at, excluded.seq) > (applied_at, seq) \
+                        THEN excluded.status ELSE status END, \
+               seq = CASE WHEN (excluded.applied_at, excluded.seq) > (applied_at, seq) \
+                     THEN excluded.seq ELSE seq END, \
+               applied_at = MAX(applied_at, excluded.applied_at), \
+               attempts = attempts + excluded.attempts",
+        )
+        .map_err(internal)?;
+    for ((patch, system), a) in &pairs {
+        up_pair
+            .execute(params![
+                patch,
+                system,
+                a.status.as_str(),
+                a.applied_at,
+                a.seq,
+                a.attempts
+            ])
+            .map_err(internal)?;
+    }
+    Ok(out)
+}
