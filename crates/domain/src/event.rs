@@ -495,14 +495,21 @@ fn optional_text(
 
 /// Validates a batch. It is all-or-nothing: either every event is valid, or
 /// every problem of every event is returned, located by index.
+///
+/// An item that an edge could not even read as an event (say, a number in a
+/// JSON array) arrives as `Err` with its problem, so that it is reported at
+/// its index alongside the problems of the other events.
 pub fn validate_batch(
-    raws: Vec<RawEvent>,
+    items: impl IntoIterator<Item = Result<RawEvent, FieldError>>,
     ctx: &ValidationContext,
 ) -> Result<Vec<NewEvent>, Vec<IndexedFieldError>> {
-    let mut ok = Vec::with_capacity(raws.len());
+    let mut ok = Vec::new();
     let mut errors = Vec::new();
-    for (index, raw) in raws.into_iter().enumerate() {
-        match NewEvent::parse(raw, ctx) {
+    for (index, item) in items.into_iter().enumerate() {
+        let parsed = item
+            .map_err(|e| vec![e])
+            .and_then(|raw| NewEvent::parse(raw, ctx));
+        match parsed {
             Ok(e) if errors.is_empty() => ok.push(e),
             Ok(_) => {}
             Err(es) => errors.extend(

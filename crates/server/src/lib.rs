@@ -1,1 +1,120 @@
-//! placeholder
+//! The patchaudit HTTP API.
+//!
+//! [`router`] builds the axum application around any [`Store`]; [`run`]
+//! serves it on a listener the caller bound, until a shutdown future
+//! resolves. Tests bind `127.0.0.1:0` and call `run` directly; the
+//! `patchaudit serve` command is a thin wrapper around it.
+//!
+//! Every route, its parameters and its responses are declared once, with
+//! utoipa, next to the handler; the OpenAPI document at `/v1/openapi.json`
+//! is generated from those declarations and the router is built from the
+//! same list, so the two cannot drift apart.
+
+mod api;
+pub mod error;
+mod metrics_layer;
+mod params;
+pub mod wire;
+
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use patchaudit_store::Store;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+
+pub use api::{ingest, IngestResponse, IngestedEvent};
+pub use params::{decode_cursor, encode_cursor};
+
+/// Limits and policies of the API.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The most events one POST may carry.
+    pub max_batch: usize,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How far in the future an `applied_at` may lie, in microseconds.
+    pub max_future_skew_micros: i64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_batch: 10_000,
+            max_body_bytes: 64 * 1024 * 1024,
+            max_future_skew_micros: patchaudit_domain::ValidationContext::DEFAULT_SKEW_MICROS,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ledger.
+    pub store: Arc<dyn Store>,
+    /// The API's limits.
+    pub config: Arc<ServerConfig>,
+    metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Builds the state for a store and configuration.
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+        AppState {
+            store,
+            config: Arc::new(config),
+            metrics: metrics_handle(),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder. The `metrics` facade has a single
+/// global recorder, so several servers in one process (as in tests) share it.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "patchaudit_http_request_duration_seconds".into(),
+                    ),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
+                    ],
+                )
+                .expect("static bucket list is non-empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Builds the application: every route, the OpenAPI document, metrics and
+/// problem+json fallbacks.
+pub fn router(state: AppState) -> Router {
+    api::router(state)
+}
+
+/// The OpenAPI document of the API, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::api_router().split_for_parts().1
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

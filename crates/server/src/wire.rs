@@ -4,8 +4,8 @@
 //! that the domain can report every problem at once. Syntax errors (a body
 //! that is not JSON at all) are reported with their line and column.
 
-use patchaudit_domain::{Input, RawEvent, RecordedEvent, FIELDS};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use patchaudit_domain::{Input, NewEvent, RawEvent, RecordedEvent, FIELDS};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -346,10 +346,18 @@ pub fn write_csv_rows(out: &mut Vec<u8>, events: &[RecordedEvent]) {
     for r in events {
         let e = &r.event;
         let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-        let cves = e.cves.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(";");
+        let cves = e
+            .cves
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(";");
         let _ = w.write_record([
             r.seq.to_string(),
-            e.event_id.as_ref().map(|i| i.as_str().to_owned()).unwrap_or_default(),
+            e.event_id
+                .as_ref()
+                .map(|i| i.as_str().to_owned())
+                .unwrap_or_default(),
             e.patch_id.as_str().to_owned(),
             e.system.as_str().to_owned(),
             e.applied_at.to_rfc3339(),
@@ -379,6 +387,60 @@ pub fn write_ndjson_rows(out: &mut Vec<u8>, events: &[RecordedEvent]) {
     }
 }
 
+/// Appends validated events as NDJSON in the input shape (no server-assigned
+/// fields), so they can be sent to a server, which validates them again.
+pub fn write_new_event_ndjson(out: &mut Vec<u8>, events: &[NewEvent]) {
+    #[derive(Serialize)]
+    struct In<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event_id: Option<&'a str>,
+        patch_id: &'a str,
+        system: &'a str,
+        applied_at: String,
+        status: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        package: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from_version: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to_version: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        actor: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: &'a Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        cves: Vec<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reboot_required: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        change_ref: &'a Option<String>,
+    }
+    for e in events {
+        let _ = serde_json::to_writer(
+            &mut *out,
+            &In {
+                event_id: e.event_id.as_ref().map(|i| i.as_str()),
+                patch_id: e.patch_id.as_str(),
+                system: e.system.as_str(),
+                applied_at: e.applied_at.to_rfc3339(),
+                status: e.status.as_str(),
+                package: &e.package,
+                from_version: &e.from_version,
+                to_version: &e.to_version,
+                source: &e.source,
+                actor: &e.actor,
+                detail: &e.detail,
+                cves: e.cves.iter().map(|c| c.as_str()).collect(),
+                reboot_required: e.reboot_required,
+                change_ref: &e.change_ref,
+            },
+        );
+        out.push(b'\n');
+    }
+}
+
 /// Names of the input fields, re-exported for help texts.
 pub fn input_fields() -> &'static [&'static str] {
     &FIELDS
@@ -390,13 +452,23 @@ mod tests {
 
     #[test]
     fn json_object_and_array() {
-        let one = decode_json(br#"{"patch_id": 5, "x": {"a": 1}, "cves": ["a", 1.5, null]}"#).unwrap();
-        let Decoded::Event(raw) = &one[0] else { panic!() };
-        assert_eq!(raw.fields[0], ("patch_id".into(), Input::Integer("5".into())));
+        let one =
+            decode_json(br#"{"patch_id": 5, "x": {"a": 1}, "cves": ["a", 1.5, null]}"#).unwrap();
+        let Decoded::Event(raw) = &one[0] else {
+            panic!()
+        };
+        assert_eq!(
+            raw.fields[0],
+            ("patch_id".into(), Input::Integer("5".into()))
+        );
         assert_eq!(raw.fields[1], ("x".into(), Input::Map));
         assert_eq!(
             raw.fields[2].1,
-            Input::List(vec![Input::Text("a".into()), Input::Float("1.5".into()), Input::Null])
+            Input::List(vec![
+                Input::Text("a".into()),
+                Input::Float("1.5".into()),
+                Input::Null
+            ])
         );
         let many = decode_json(b"[{}, 3, \"s\", []]").unwrap();
         assert_eq!(many.len(), 4);
@@ -436,9 +508,14 @@ mod tests {
         .unwrap();
         let Decoded::Event(raw) = &d[0] else { panic!() };
         assert_eq!(raw.fields.len(), 4, "empty cells are absent: {raw:?}");
-        assert_eq!(raw.fields[0].0, "patch_id", "a BOM must not stick to the first header");
+        assert_eq!(
+            raw.fields[0].0, "patch_id",
+            "a BOM must not stick to the first header"
+        );
         assert_eq!(raw.fields[3].1, Input::Bool(true));
-        let Input::List(c) = &raw.fields[2].1 else { panic!() };
+        let Input::List(c) = &raw.fields[2].1 else {
+            panic!()
+        };
         assert_eq!(c.len(), 2);
     }
 
