@@ -1,1 +1,335 @@
-fn main() {}
+//! `patchaudit`: the command-line tool of the patch ledger.
+//!
+//! One binary serves the API (`serve`), records events (`log`, `import`)
+//! and queries the ledger (`events`, `systems`, `patch`), either on the local
+//! database or, with `--server URL`, through a running server.
+
+mod backend;
+mod commands;
+mod config;
+mod exit;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const ABOUT: &str =
+    "A tamper-evident ledger of patches: what was applied where, what failed, and when.";
+
+const EXAMPLES: &str = "\
+Examples:
+  patchaudit serve                                  # API on 127.0.0.1:8080, ledger in ./patchaudit.db
+  patchaudit log --system web-01 --patch-id KB5034441 --status success
+  patchaudit import events.ndjson --server http://127.0.0.1:8080
+  patchaudit events --system web-01 --status failure
+  patchaudit systems --format csv > systems.csv
+
+Exit codes:
+  0 success, 1 unexpected error, 2 bad command line, 3 invalid input (nothing recorded),
+  4 event_id conflict (nothing recorded), 5 not found, 6 server or database unavailable (safe to retry)
+
+Configuration, lowest precedence first: built-in defaults, a TOML file (--config, PATCHAUDIT_CONFIG,
+or ./patchaudit.toml), PATCHAUDIT_* environment variables, then flags. `patchaudit config` shows the result.";
+
+#[derive(Parser)]
+#[command(name = "patchaudit", version, about = ABOUT, after_help = EXAMPLES, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct GlobalArgs {
+    /// A TOML config file [env: PATCHAUDIT_CONFIG] [default: ./patchaudit.toml if it exists].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The ledger database, e.g. sqlite://patchaudit.db [env: PATCHAUDIT_DATABASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Args, Clone, Default)]
+struct ClientArgs {
+    /// Work through this server's API instead of the local database [env: PATCHAUDIT_SERVER].
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    #[command(after_help = "\
+Examples:
+  patchaudit serve
+  patchaudit serve --listen 127.0.0.1:9000 --database-url sqlite:///var/lib/patchaudit/ledger.db
+
+Prints `patchaudit listening on http://ADDR` on stdout once it accepts connections.
+Stops cleanly on Ctrl-C or SIGTERM, finishing the requests in flight.")]
+    Serve(ServeArgs),
+    /// Record one patch event from flags.
+    #[command(after_help = "\
+Examples:
+  patchaudit log --system web-01 --patch-id KB5034441 --status success
+  patchaudit log --system db-02 --patch-id openssl@3.0.13-1 --status failure \\
+      --applied-at 2024-05-01T12:00:00Z --source apt --detail \"$(tail -n 20 /var/log/apt/term.log)\"
+  patchaudit log --server http://127.0.0.1:8080 --system web-01 --patch-id KB1 --status rolled_back --event-id rb-1")]
+    Log(LogArgs),
+    /// Record events from a JSON, NDJSON or CSV file (or stdin).
+    #[command(after_help = "\
+Examples:
+  patchaudit import events.ndjson
+  patchaudit import export.csv --server http://127.0.0.1:8080
+  some-agent | patchaudit import - --format ndjson
+
+The whole file is validated first: if any event is invalid, every problem is listed and nothing
+is recorded. Events without an event_id get one derived from their content, so re-running an
+import after an interruption records nothing twice. CSV files have a header row of field names;
+cves are separated by ';'.")]
+    Import(ImportArgs),
+    /// Query the ledger's events.
+    #[command(after_help = "\
+Examples:
+  patchaudit events --system web-01
+  patchaudit events --status failure --applied-from 2024-05-01T00:00:00Z --format csv
+  patchaudit events --patch-id KB5034441 --all --format ndjson > kb.ndjson
+
+Ranges are half-open: --applied-from and --seq-from are inclusive, --applied-to and --seq-to exclusive.")]
+    Events(EventsArgs),
+    /// List every system with its last event time and counts by status.
+    #[command(after_help = "\
+Examples:
+  patchaudit systems
+  patchaudit systems --format json --server http://127.0.0.1:8080")]
+    Systems(SystemsArgs),
+    /// Show which systems have a patch, which failed it and which rolled it back.
+    #[command(after_help = "\
+Examples:
+  patchaudit patch KB5034441
+  patchaudit patch openssl@3.0.13-1 --format json")]
+    Patch(PatchArgs),
+    /// Print the effective configuration (secrets hidden) and where each value came from.
+    #[command(after_help = "\
+Examples:
+  patchaudit config
+  PATCHAUDIT_MAX_BATCH=500 patchaudit config --config /etc/patchaudit.toml")]
+    Config(ServeArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// The address to listen on [env: PATCHAUDIT_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// The most events one request may carry [env: PATCHAUDIT_MAX_BATCH] [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_batch: Option<usize>,
+    /// The largest request body in bytes [env: PATCHAUDIT_MAX_BODY_BYTES] [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// How far in the future applied_at may lie, e.g. 1h, 90s [env: PATCHAUDIT_FUTURE_SKEW] [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    future_skew: Option<String>,
+}
+
+/// Output formats of event listings.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum ListFormat {
+    Table,
+    Json,
+    Ndjson,
+    Csv,
+}
+
+/// Output formats of summaries.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum SummaryFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Output formats of `log`.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Input formats of `import`.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum InputFormat {
+    Json,
+    Ndjson,
+    Csv,
+}
+
+#[derive(Args, Clone)]
+struct LogArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The system the patch was applied to.
+    #[arg(long)]
+    system: String,
+    /// The patch or advisory id.
+    #[arg(long)]
+    patch_id: String,
+    /// success, failure or rolled_back.
+    #[arg(long)]
+    status: String,
+    /// When it was applied (RFC 3339 with an offset) [default: now].
+    #[arg(long, value_name = "TIME")]
+    applied_at: Option<String>,
+    /// An idempotency key: re-running with the same key records nothing twice.
+    #[arg(long)]
+    event_id: Option<String>,
+    /// The package changed.
+    #[arg(long)]
+    package: Option<String>,
+    /// The version before.
+    #[arg(long)]
+    from_version: Option<String>,
+    /// The version after.
+    #[arg(long)]
+    to_version: Option<String>,
+    /// Where the fact came from (dpkg, apt, dnf, windows-update, ansible, manual, ...).
+    #[arg(long)]
+    source: Option<String>,
+    /// Who applied it.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Failure output (up to 64 KiB).
+    #[arg(long)]
+    detail: Option<String>,
+    /// A CVE the patch fixes; repeat for several.
+    #[arg(long = "cve", value_name = "CVE")]
+    cves: Vec<String>,
+    /// Whether a reboot is required (true or false; the bare flag means true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    reboot_required: Option<bool>,
+    /// A change-ticket reference.
+    #[arg(long)]
+    change_ref: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: LogFormat,
+}
+
+#[derive(Args, Clone)]
+struct ImportArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The file to read, or - for stdin.
+    file: PathBuf,
+    /// The input format [default: from the file extension, else detected from the content].
+    #[arg(long, value_enum)]
+    format: Option<InputFormat>,
+    /// Events per request or transaction.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    batch_size: usize,
+    /// Do not derive an event_id for events that lack one.
+    #[arg(long)]
+    no_derive_event_id: bool,
+    /// Validate only; record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print no progress and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Clone)]
+struct EventsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Only this system's events.
+    #[arg(long)]
+    system: Option<String>,
+    /// Only this patch's events.
+    #[arg(long)]
+    patch_id: Option<String>,
+    /// Only events with this status: success, failure or rolled_back.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only events from this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only events applied at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    applied_from: Option<String>,
+    /// Only events applied before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    applied_to: Option<String>,
+    /// Only events with seq at or above this.
+    #[arg(long, value_name = "SEQ")]
+    seq_from: Option<u64>,
+    /// Only events with seq below this.
+    #[arg(long, value_name = "SEQ")]
+    seq_to: Option<u64>,
+    /// The most events to show [default: 100 for tables, all otherwise].
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    limit: Option<usize>,
+    /// Show every matching event, even in a table.
+    #[arg(long)]
+    all: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+}
+
+#[derive(Args, Clone)]
+struct SystemsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: SummaryFormat,
+}
+
+#[derive(Args, Clone)]
+struct PatchArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The patch id.
+    patch_id: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: SummaryFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::Code::Error as u8);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`patchaudit events | head`) is the reader's choice, not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            match e.downcast_ref::<exit::Failure>() {
+                Some(f) => {
+                    eprintln!("error: {f}");
+                    ExitCode::from(f.code as u8)
+                }
+                None => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(exit::Code::Error as u8)
+                }
+            }
+        }
+    }
+}

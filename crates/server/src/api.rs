@@ -763,20 +763,7 @@ async fn list_systems(
         None
     };
     Ok(Json(SystemPage {
-        systems: rows
-            .into_iter()
-            .map(|s| SystemOut {
-                last_event_at: s.last_applied_at.to_rfc3339(),
-                last_seq: s.last_seq,
-                events: StatusCounts {
-                    success: s.success,
-                    failure: s.failure,
-                    rolled_back: s.rolled_back,
-                    total: s.success + s.failure + s.rolled_back,
-                },
-                system: s.system,
-            })
-            .collect(),
+        systems: rows.into_iter().map(SystemOut::from).collect(),
         next_cursor,
     }))
 }
@@ -807,6 +794,47 @@ pub struct PatchOut {
     pub rolled_back: Vec<PatchSystemOut>,
 }
 
+impl From<patchaudit_domain::SystemSummary> for SystemOut {
+    fn from(s: patchaudit_domain::SystemSummary) -> Self {
+        SystemOut {
+            last_event_at: s.last_applied_at.to_rfc3339(),
+            last_seq: s.last_seq,
+            events: StatusCounts {
+                success: s.success,
+                failure: s.failure,
+                rolled_back: s.rolled_back,
+                total: s.success + s.failure + s.rolled_back,
+            },
+            system: s.system,
+        }
+    }
+}
+
+impl From<patchaudit_domain::PatchSystems> for PatchOut {
+    fn from(p: patchaudit_domain::PatchSystems) -> Self {
+        let mut out = PatchOut {
+            patch_id: p.patch_id,
+            applied: Vec::new(),
+            failed: Vec::new(),
+            rolled_back: Vec::new(),
+        };
+        for s in p.systems {
+            let row = PatchSystemOut {
+                system: s.system,
+                applied_at: s.applied_at.to_rfc3339(),
+                seq: s.seq,
+                attempts: s.attempts,
+            };
+            match s.status {
+                Status::Success => out.applied.push(row),
+                Status::Failure => out.failed.push(row),
+                Status::RolledBack => out.rolled_back.push(row),
+            }
+        }
+        out
+    }
+}
+
 /// Which systems have a patch, which failed it and which rolled it back.
 #[utoipa::path(
     get,
@@ -828,26 +856,7 @@ async fn get_patch(
             "the ledger has no event for patch {patch_id:?}"
         )));
     }
-    let mut out = PatchOut {
-        patch_id: p.patch_id,
-        applied: Vec::new(),
-        failed: Vec::new(),
-        rolled_back: Vec::new(),
-    };
-    for s in p.systems {
-        let row = PatchSystemOut {
-            system: s.system,
-            applied_at: s.applied_at.to_rfc3339(),
-            seq: s.seq,
-            attempts: s.attempts,
-        };
-        match s.status {
-            Status::Success => out.applied.push(row),
-            Status::Failure => out.failed.push(row),
-            Status::RolledBack => out.rolled_back.push(row),
-        }
-    }
-    Ok(Json(out))
+    Ok(Json(PatchOut::from(p)))
 }
 
 // ---------------------------------------------------------------- operations

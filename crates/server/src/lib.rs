@@ -23,7 +23,10 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 
-pub use api::{ingest, IngestResponse, IngestedEvent};
+pub use api::{
+    ingest, EventPage, Health, IngestResponse, IngestedEvent, PatchOut, PatchSystemOut,
+    StatusCounts, SystemOut, SystemPage,
+};
 pub use params::{decode_cursor, encode_cursor};
 
 /// Limits and policies of the API.

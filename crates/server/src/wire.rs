@@ -338,42 +338,38 @@ pub fn csv_header() -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
+/// One event as a CSV record, in [`CSV_COLUMNS`] order. `cves` are joined by `;`.
+pub fn csv_record(e: &EventOut) -> [String; 17] {
+    let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+    [
+        e.seq.to_string(),
+        opt(&e.event_id),
+        e.patch_id.clone(),
+        e.system.clone(),
+        e.applied_at.clone(),
+        e.status.clone(),
+        opt(&e.package),
+        opt(&e.from_version),
+        opt(&e.to_version),
+        opt(&e.source),
+        opt(&e.actor),
+        opt(&e.detail),
+        e.cves.join(";"),
+        e.reboot_required.map(|b| b.to_string()).unwrap_or_default(),
+        opt(&e.change_ref),
+        e.recorded_at.clone(),
+        e.recorded_by.clone(),
+    ]
+}
+
 /// Appends events as CSV rows (without header) to `out`.
 pub fn write_csv_rows(out: &mut Vec<u8>, events: &[RecordedEvent]) {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(std::mem::take(out));
     for r in events {
-        let e = &r.event;
-        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-        let cves = e
-            .cves
-            .iter()
-            .map(|c| c.as_str())
-            .collect::<Vec<_>>()
-            .join(";");
-        let _ = w.write_record([
-            r.seq.to_string(),
-            e.event_id
-                .as_ref()
-                .map(|i| i.as_str().to_owned())
-                .unwrap_or_default(),
-            e.patch_id.as_str().to_owned(),
-            e.system.as_str().to_owned(),
-            e.applied_at.to_rfc3339(),
-            e.status.as_str().to_owned(),
-            opt(&e.package),
-            opt(&e.from_version),
-            opt(&e.to_version),
-            opt(&e.source),
-            opt(&e.actor),
-            opt(&e.detail),
-            cves,
-            e.reboot_required.map(|b| b.to_string()).unwrap_or_default(),
-            opt(&e.change_ref),
-            r.recorded_at.to_rfc3339(),
-            r.recorded_by.clone(),
-        ]);
+        // Writing to a Vec cannot fail.
+        let _ = w.write_record(csv_record(&EventOut::from(r)));
     }
     *out = w.into_inner().unwrap_or_default();
 }
