@@ -30,11 +30,13 @@ pub enum ErrorCode {
     InvalidValue,
     /// A timestamp lies further in the future than the configured clock skew allows.
     Future,
+    /// The same `event_id` is used twice in one batch with different content.
+    Conflict,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::Required,
         ErrorCode::UnknownField,
         ErrorCode::ReadOnly,
@@ -46,6 +48,7 @@ impl ErrorCode {
         ErrorCode::Format,
         ErrorCode::InvalidValue,
         ErrorCode::Future,
+        ErrorCode::Conflict,
     ];
 
     /// The stable snake_case name of the code.
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::Format => "format",
             ErrorCode::InvalidValue => "invalid_value",
             ErrorCode::Future => "future",
+            ErrorCode::Conflict => "conflict",
         }
     }
 }

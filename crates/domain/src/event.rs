@@ -5,6 +5,7 @@ use crate::error::{ErrorCode, FieldError, IndexedFieldError};
 use crate::time::Timestamp;
 use crate::values::{CveId, EventId, PatchId, SystemId, TextLimit};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -505,10 +506,34 @@ pub fn validate_batch(
 ) -> Result<Vec<NewEvent>, Vec<IndexedFieldError>> {
     let mut ok = Vec::new();
     let mut errors = Vec::new();
+    // A batch that contradicts itself is invalid whatever the ledger holds:
+    // the same event_id twice with different content.
+    let mut ids: HashMap<EventId, (usize, [u8; 32])> = HashMap::new();
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item
             .map_err(|e| vec![e])
-            .and_then(|raw| NewEvent::parse(raw, ctx));
+            .and_then(|raw| NewEvent::parse(raw, ctx))
+            .and_then(|e| {
+                let Some(id) = e.event_id.clone() else {
+                    return Ok(e);
+                };
+                let digest = e.content_digest();
+                match ids.get(&id) {
+                    Some(&(first, d)) if d != digest => Err(vec![FieldError::new(
+                        "event_id",
+                        ErrorCode::Conflict,
+                        format!(
+                            "{:?} is also used by event {first} of this batch, with different content",
+                            id.as_str()
+                        ),
+                    )]),
+                    Some(_) => Ok(e),
+                    None => {
+                        ids.insert(id, (index, digest));
+                        Ok(e)
+                    }
+                }
+            });
         match parsed {
             Ok(e) if errors.is_empty() => ok.push(e),
             Ok(_) => {}
@@ -832,7 +857,8 @@ mod tests {
         with_id.event_id = Some(EventId::parse("x").unwrap());
         assert_eq!(base.content_digest(), with_id.content_digest());
 
-        let variants: Vec<Box<dyn Fn(&mut NewEvent)>> = vec![
+        type Mutation = Box<dyn Fn(&mut NewEvent)>;
+        let variants: Vec<Mutation> = vec![
             Box::new(|e| e.patch_id = PatchId::parse("other").unwrap()),
             Box::new(|e| e.system = SystemId::parse("other").unwrap()),
             Box::new(|e| e.applied_at = e.applied_at.saturating_add_micros(1)),
@@ -869,15 +895,58 @@ mod tests {
     #[test]
     fn batch_is_all_or_nothing_and_indexes_errors() {
         let bad = RawEvent::default().with_text("patch_id", "x");
-        let res = validate_batch(vec![minimal(), bad, minimal(), RawEvent::default()], &ctx());
+        let not_an_event = FieldError::new("", ErrorCode::Type, "must be an object");
+        let res = validate_batch(
+            vec![
+                Ok(minimal()),
+                Ok(bad),
+                Ok(minimal()),
+                Ok(RawEvent::default()),
+                Err(not_an_event),
+            ],
+            &ctx(),
+        );
         let errs = res.unwrap_err();
-        assert!(errs.iter().all(|e| e.index == 1 || e.index == 3));
+        assert!(errs.iter().all(|e| [1, 3, 4].contains(&e.index)));
         assert!(errs
             .iter()
             .any(|e| e.index == 1 && e.error.field == "system"));
         assert_eq!(errs.iter().filter(|e| e.index == 3).count(), 4);
+        assert_eq!(errs.iter().filter(|e| e.index == 4).count(), 1);
         assert_eq!(
-            validate_batch(vec![minimal(), minimal()], &ctx())
+            validate_batch(vec![Ok(minimal()), Ok(minimal())], &ctx())
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn an_event_id_reused_inside_a_batch_with_other_content_is_a_conflict() {
+        let with_id = |status: &str| {
+            let mut r = minimal().with_text("event_id", "k");
+            r.fields.retain(|(k, _)| k != "status");
+            r.push("status", text(status));
+            Ok(r)
+        };
+        let errs = validate_batch(
+            vec![with_id("success"), with_id("success"), with_id("failure")],
+            &ctx(),
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            (errs[0].index, errs[0].error.code),
+            (2, ErrorCode::Conflict)
+        );
+        assert!(
+            errs[0].error.message.contains("event 0"),
+            "{}",
+            errs[0].error.message
+        );
+        // Identical copies are fine: the store records the second as a duplicate of the first.
+        assert_eq!(
+            validate_batch(vec![with_id("success"), with_id("success")], &ctx())
                 .unwrap()
                 .len(),
             2

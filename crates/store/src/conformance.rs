@@ -94,6 +94,7 @@ fn with_id(mut e: NewEvent, id: &str) -> NewEvent {
 /// An empty ledger has no events and a length of zero.
 pub async fn empty_ledger(store: Arc<dyn Store>) {
     assert_eq!(store.len().await.unwrap(), 0);
+    assert!(store.is_empty().await.unwrap());
     assert!(store.get(0).await.unwrap().is_none());
     assert!(store.get(u64::MAX).await.unwrap().is_none());
     assert!(store

@@ -99,6 +99,11 @@ pub trait Store: Send + Sync + 'static {
     /// The number of events in the ledger, which is also the next `seq`.
     async fn len(&self) -> Result<u64, StoreError>;
 
+    /// Whether the ledger has no event yet.
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len().await? == 0)
+    }
+
     /// Checks that the database answers; used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
