@@ -15,7 +15,7 @@ use patchaudit_domain::{
     ValidationContext,
 };
 use patchaudit_server::wire::{self, Decoded};
-use patchaudit_store::{SqliteOptions, SqliteStore, Store};
+use patchaudit_store::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
 use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -77,10 +77,11 @@ fn init_logging(config: &Config, serving: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
-fn open_store(config: &Config, must_exist: bool) -> Result<Arc<dyn Store>> {
+async fn open_store(config: &Config, must_exist: bool) -> Result<Arc<dyn Store>> {
     match config.database_url.value.database()? {
         Database::Sqlite(path) => {
             if must_exist && !path.exists() {
@@ -95,22 +96,28 @@ fn open_store(config: &Config, must_exist: bool) -> Result<Arc<dyn Store>> {
                 .map_err(|e| Failure::unavailable(e.to_string()))?;
             Ok(Arc::new(store))
         }
+        Database::Postgres(url) => {
+            let store = PgStore::connect(url.expose(), PgOptions::default())
+                .await
+                .map_err(|e| Failure::unavailable(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
-fn backend(config: &Config, client: &ClientArgs, reads_only: bool) -> Result<Backend> {
+async fn backend(config: &Config, client: &ClientArgs, reads_only: bool) -> Result<Backend> {
     let server = client
         .server
         .clone()
         .or_else(|| config.server.value.clone());
     match server {
         Some(url) => Backend::remote(&url),
-        None => Ok(Backend::Local(open_store(config, reads_only)?)),
+        None => Ok(Backend::Local(open_store(config, reads_only).await?)),
     }
 }
 
 async fn serve(config: &Config) -> Result<()> {
-    let store = open_store(config, false)?;
+    let store = open_store(config, false).await?;
     let addr = config.listen.value;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         Failure::usage(format!(
@@ -219,7 +226,7 @@ async fn log(config: &Config, a: LogArgs) -> Result<()> {
             .collect();
         f
     })?;
-    let backend = backend(config, &a.client, false)?;
+    let backend = backend(config, &a.client, false).await?;
     let out = backend.ingest(events).await?;
     let mut stdout = std::io::stdout().lock();
     match a.format {
@@ -339,7 +346,7 @@ async fn import(config: &Config, a: ImportArgs) -> Result<()> {
         return Ok(());
     }
 
-    let backend = backend(config, &a.client, false)?;
+    let backend = backend(config, &a.client, false).await?;
     let bar = if !a.quiet && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(total as u64);
         b.set_style(
@@ -427,7 +434,7 @@ async fn events(config: &Config, a: EventsArgs) -> Result<()> {
         (false, None, ListFormat::Table) => Some(100),
         (false, None, _) => None,
     };
-    let backend = backend(config, &a.client, true)?;
+    let backend = backend(config, &a.client, true).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match a.format {
@@ -519,7 +526,7 @@ async fn events(config: &Config, a: EventsArgs) -> Result<()> {
 }
 
 async fn systems(config: &Config, a: SystemsArgs) -> Result<()> {
-    let backend = backend(config, &a.client, true)?;
+    let backend = backend(config, &a.client, true).await?;
     let systems = backend.systems().await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match a.format {
@@ -580,7 +587,7 @@ async fn systems(config: &Config, a: SystemsArgs) -> Result<()> {
 }
 
 async fn patch(config: &Config, a: PatchArgs) -> Result<()> {
-    let backend = backend(config, &a.client, true)?;
+    let backend = backend(config, &a.client, true).await?;
     let p = backend.patch(&a.patch_id).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let rows = || {

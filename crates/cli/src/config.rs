@@ -105,10 +105,13 @@ impl fmt::Debug for DatabaseUrl {
 pub enum Database {
     /// An embedded SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by its `postgres://` URL.
+    Postgres(DatabaseUrl),
 }
 
 impl DatabaseUrl {
-    /// Interprets the URL: `sqlite://relative/path.db`, `sqlite:///absolute/path.db`.
+    /// Interprets the URL: `sqlite://relative/path.db`, `sqlite:///absolute/path.db`,
+    /// or `postgres://user:password@host:port/database`.
     pub fn database(&self) -> Result<Database> {
         let s = self.expose();
         if let Some(path) = s
@@ -121,13 +124,10 @@ impl DatabaseUrl {
             return Ok(Database::Sqlite(PathBuf::from(path)));
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            bail!(
-                "database_url {}: this build has no PostgreSQL backend yet; use sqlite://FILE",
-                self.redacted()
-            );
+            return Ok(Database::Postgres(self.clone()));
         }
         bail!(
-            "database_url {:?} is not a database URL; write sqlite://FILE (for example sqlite://patchaudit.db)",
+            "database_url {:?} is not a database URL; write sqlite://FILE or postgres://USER@HOST/DB",
             self.redacted()
         )
     }
@@ -502,7 +502,12 @@ mod tests {
                 .unwrap(),
             Database::Sqlite("/var/lib/p.db".into())
         );
+        assert!(matches!(
+            DatabaseUrl::new("postgres://u:p@h/d").database().unwrap(),
+            Database::Postgres(_)
+        ));
         assert!(DatabaseUrl::new("patchaudit.db").database().is_err());
+        assert!(DatabaseUrl::new("mysql://h/d").database().is_err());
         assert!(DatabaseUrl::new("sqlite://").database().is_err());
     }
 }

@@ -7,9 +7,11 @@
 //! patchaudit_store::conformance_suite!(my_fixture);
 //! ```
 //!
-//! where `my_fixture()` is an async fn returning a [`Fixture`]. Each case
-//! becomes its own `#[tokio::test]`, gets a fresh empty ledger, and the
-//! fixture is torn down even when the case fails.
+//! where `my_fixture()` is an async fn returning `Option<impl Fixture>`
+//! (`None` when the backend's service is unreachable and the test is
+//! skipped, see [`service_unavailable`]). Each case becomes its own
+//! `#[tokio::test]`, gets a fresh empty ledger, and the fixture is torn down
+//! even when the case fails.
 
 use crate::{Store, StoreError};
 use patchaudit_domain::{
@@ -51,7 +53,9 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 use $crate::conformance::Fixture as _;
-                let fixture = $make().await;
+                let Some(fixture) = $make().await else {
+                    return;
+                };
                 let store = fixture.store();
                 let outcome = ::futures::FutureExt::catch_unwind(
                     ::std::panic::AssertUnwindSafe($crate::conformance::$case(store)),
@@ -64,6 +68,16 @@ macro_rules! conformance_suite {
             }
         )*
     };
+}
+
+/// Reports that a service a test needs is unreachable. The test is skipped
+/// with a loud message, unless `PATCHAUDIT_REQUIRE_SERVICES=1` (as in CI),
+/// where a missing service is a failure.
+pub fn service_unavailable(service: &str, why: &str) {
+    if std::env::var("PATCHAUDIT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{service} is required (PATCHAUDIT_REQUIRE_SERVICES=1) but unreachable: {why}");
+    }
+    eprintln!("\n!!! SKIPPED: {service} is unreachable ({why}); set PATCHAUDIT_REQUIRE_SERVICES=1 to make this a failure\n");
 }
 
 /// Builds a valid event; `t` is seconds after 2024-01-01T00:00:00Z.
@@ -560,4 +574,88 @@ pub async fn recorded_by_is_kept(store: Arc<dyn Store>) {
         "agent:web-01"
     );
     assert_eq!(store.get(1).await.unwrap().unwrap().recorded_by, "");
+}
+
+/// The PostgreSQL server tests use: `PATCHAUDIT_TEST_PG_URL`, or the local
+/// one with trust authentication.
+pub fn pg_test_url() -> String {
+    std::env::var("PATCHAUDIT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Whether the test PostgreSQL accepts TCP connections; when it does not,
+/// reports it through [`service_unavailable`] and returns false.
+pub fn pg_reachable() -> bool {
+    let url = pg_test_url();
+    let addr = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    let addr = if addr.contains(':') {
+        addr
+    } else {
+        format!("{addr}:5432")
+    };
+    let ok = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+        });
+    if !ok {
+        service_unavailable("PostgreSQL", &format!("nothing answers at {addr}"));
+    }
+    ok
+}
+
+/// A schema name no other test uses.
+pub fn fresh_schema_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "pa_test_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Drops a test schema and everything in it.
+pub async fn drop_schema(schema: &str) {
+    match tokio_postgres::connect(&pg_test_url(), tokio_postgres::NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            if let Err(e) = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await
+            {
+                eprintln!("could not drop test schema {schema}: {e}");
+            }
+        }
+        Err(e) => eprintln!("could not drop test schema {schema}: {e}"),
+    }
+}
+
+/// The PostgreSQL schema version this build writes.
+pub fn pg_schema_version() -> i32 {
+    crate::postgres::current_version()
+}
+
+/// Creates an empty test schema, for tests that point a URL's
+/// `search_path` at it.
+pub async fn create_schema(schema: &str) {
+    let (client, conn) = tokio_postgres::connect(&pg_test_url(), tokio_postgres::NoTls)
+        .await
+        .expect("the test PostgreSQL accepts connections");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("creating a test schema");
 }

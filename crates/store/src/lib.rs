@@ -10,6 +10,9 @@
 //! is durable before it is acknowledged.
 
 pub mod conformance;
+mod derived;
+mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -17,6 +20,7 @@ use patchaudit_domain::{
     EventFilter, NewEvent, PatchSystems, RecordedEvent, SystemSummary, Timestamp,
 };
 
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// What an append did with one event of the batch.

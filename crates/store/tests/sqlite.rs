@@ -17,13 +17,13 @@ impl Fixture for SqliteFixture {
     async fn teardown(self) {}
 }
 
-async fn sqlite_fixture() -> SqliteFixture {
+async fn sqlite_fixture() -> Option<SqliteFixture> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("ledger.db"), SqliteOptions::default()).unwrap();
-    SqliteFixture {
+    Some(SqliteFixture {
         _dir: dir,
         store: Arc::new(store),
-    }
+    })
 }
 
 patchaudit_store::conformance_suite!(sqlite_fixture);

@@ -51,9 +51,13 @@ impl Server {
     /// Starts `serve` on a free loopback port with the ledger at `db`, and
     /// waits until it says it is listening.
     pub fn start(dir: &Path, db: &Path, extra: &[&str]) -> Server {
-        let url = format!("sqlite://{}", db.display());
+        Server::start_url(dir, &format!("sqlite://{}", db.display()), extra)
+    }
+
+    /// Starts `serve` on a free loopback port with any database URL.
+    pub fn start_url(dir: &Path, url: &str, extra: &[&str]) -> Server {
         let mut child = cmd(dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
             .args(extra)
             .env("PATCHAUDIT_LOG", "warn")
             .stdout(Stdio::piped())
@@ -84,5 +88,129 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL cluster of the test's own, on a free port, so that a test
+/// may stop and restart it without touching the shared server.
+pub struct ThrowawayPg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// Its TCP port on 127.0.0.1.
+    pub port: u16,
+}
+
+fn as_postgres(program: &Path) -> Command {
+    // initdb and postgres refuse to run as root; CI runs as root.
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if is_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl ThrowawayPg {
+    /// Creates and starts a cluster, or returns None (after a loud skip
+    /// message, or a panic under PATCHAUDIT_REQUIRE_SERVICES=1) when the
+    /// PostgreSQL binaries are not installed.
+    pub fn start() -> Option<ThrowawayPg> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .find(|b| b.join("initdb").exists())
+        });
+        let Some(bin) = bin else {
+            patchaudit_store::conformance::service_unavailable(
+                "PostgreSQL binaries (initdb, pg_ctl)",
+                "not under /usr/lib/postgresql/*/bin",
+            );
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("patchaudit-pg-")
+            .tempdir()
+            .expect("tempdir");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = dir.path().join("data");
+        let out = as_postgres(&bin.join("initdb"))
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pg = ThrowawayPg { dir, bin, port };
+        pg.ctl_start();
+        Some(pg)
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn ctl(&self) -> Command {
+        let mut c = as_postgres(&self.bin.join("pg_ctl"));
+        c.arg("-D").arg(self.dir.path().join("data"));
+        c
+    }
+
+    /// Starts (or restarts) the cluster and waits until it accepts connections.
+    pub fn ctl_start(&self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=on",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self
+            .ctl()
+            .args(["-w", "-t", "60", "-o", &opts, "-l"])
+            .arg(self.dir.path().join("log"))
+            .arg("start")
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the cluster the fast way: connections are cut, nothing is flushed gently.
+    pub fn ctl_stop(&self) {
+        let out = self
+            .ctl()
+            .args(["-w", "-m", "fast", "stop"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for ThrowawayPg {
+    fn drop(&mut self) {
+        let _ = self.ctl().args(["-m", "immediate", "stop"]).output();
     }
 }

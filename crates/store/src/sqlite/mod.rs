@@ -9,11 +9,11 @@
 mod schema;
 mod writer;
 
+use crate::rows::EventRow;
 use crate::{Appended, Store, StoreError};
 use async_trait::async_trait;
 use patchaudit_domain::{
-    CveId, EventFilter, EventId, NewEvent, PatchId, PatchSystemState, PatchSystems, RecordedEvent,
-    Status, SystemId, SystemSummary, Timestamp,
+    EventFilter, NewEvent, PatchSystemState, PatchSystems, RecordedEvent, SystemSummary, Timestamp,
 };
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
@@ -173,61 +173,32 @@ const EVENT_COLUMNS: &str = "seq, event_id, patch_id, system, applied_at, status
      from_version, to_version, source, actor, detail, cves, reboot_required, change_ref, \
      recorded_at, recorded_by";
 
-fn corrupt(seq: i64, what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("event seq {seq}: {what}"))
-}
-
-/// Rebuilds a domain event from a row. Values are validated again on the way
-/// out: a row edited behind the ledger's back is reported, not served.
+/// Reads a row selected with [`EVENT_COLUMNS`].
 fn row_to_event(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
-    let seq: i64 = row.get(0).map_err(internal)?;
-    let get_text =
-        |i: usize| -> Result<Option<String>, StoreError> { row.get(i).map_err(internal) };
-    let req = |i: usize, name: &str| -> Result<String, StoreError> {
-        get_text(i)?.ok_or_else(|| corrupt(seq, format!("{name} is NULL")))
-    };
-    let event_id = get_text(1)?
-        .map(EventId::parse)
-        .transpose()
-        .map_err(|(_, m)| corrupt(seq, format!("event_id {m}")))?;
-    let patch_id = PatchId::parse(req(2, "patch_id")?)
-        .map_err(|(_, m)| corrupt(seq, format!("patch_id {m}")))?;
-    let system =
-        SystemId::parse(req(3, "system")?).map_err(|(_, m)| corrupt(seq, format!("system {m}")))?;
-    let applied_at = Timestamp::from_micros(row.get(4).map_err(internal)?);
-    let status: Status = req(5, "status")?
-        .parse()
-        .map_err(|m| corrupt(seq, format!("status {m}")))?;
-    let cves = match get_text(12)? {
-        None => Vec::new(),
-        Some(s) => s
-            .split(' ')
-            .map(CveId::parse)
-            .collect::<Result<_, _>>()
-            .map_err(|m| corrupt(seq, m))?,
-    };
+    let cves: Option<String> = row.get(12).map_err(internal)?;
     let reboot: Option<i64> = row.get(13).map_err(internal)?;
-    Ok(RecordedEvent {
-        seq: u64::try_from(seq).map_err(|_| corrupt(seq, "negative seq"))?,
-        recorded_at: Timestamp::from_micros(row.get(15).map_err(internal)?),
+    EventRow {
+        seq: row.get(0).map_err(internal)?,
+        event_id: row.get(1).map_err(internal)?,
+        patch_id: row.get(2).map_err(internal)?,
+        system: row.get(3).map_err(internal)?,
+        applied_at: row.get(4).map_err(internal)?,
+        status: row.get(5).map_err(internal)?,
+        package: row.get(6).map_err(internal)?,
+        from_version: row.get(7).map_err(internal)?,
+        to_version: row.get(8).map_err(internal)?,
+        source: row.get(9).map_err(internal)?,
+        actor: row.get(10).map_err(internal)?,
+        detail: row.get(11).map_err(internal)?,
+        cves: cves
+            .map(|s| s.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        reboot_required: reboot.map(|v| v != 0),
+        change_ref: row.get(14).map_err(internal)?,
+        recorded_at: row.get(15).map_err(internal)?,
         recorded_by: row.get(16).map_err(internal)?,
-        event: NewEvent {
-            event_id,
-            patch_id,
-            system,
-            applied_at,
-            status,
-            package: get_text(6)?,
-            from_version: get_text(7)?,
-            to_version: get_text(8)?,
-            source: get_text(9)?,
-            actor: get_text(10)?,
-            detail: get_text(11)?,
-            cves,
-            reboot_required: reboot.map(|v| v != 0),
-            change_ref: get_text(14)?,
-        },
-    })
+    }
+    .into_event()
 }
 
 fn to_i64(v: u64) -> i64 {

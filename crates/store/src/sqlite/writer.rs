@@ -8,10 +8,10 @@
 //! commit returned, so an acknowledgement always means "durable".
 
 use super::internal;
+use crate::derived::Derived;
 use crate::{Appended, StoreError};
-use patchaudit_domain::{NewEvent, Status, Timestamp};
+use patchaudit_domain::{NewEvent, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
@@ -155,21 +155,6 @@ fn run_group(
     Ok(results)
 }
 
-#[derive(Default)]
-struct SystemAgg {
-    first_seq: i64,
-    last_seq: i64,
-    last_applied_at: i64,
-    counts: [i64; 3],
-}
-
-struct PairAgg {
-    status: Status,
-    applied_at: i64,
-    seq: i64,
-    attempts: i64,
-}
-
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     req: &Request,
@@ -188,8 +173,7 @@ fn apply(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )
         .map_err(internal)?;
-    let mut systems: HashMap<&str, SystemAgg> = HashMap::new();
-    let mut pairs: HashMap<(&str, &str), PairAgg> = HashMap::new();
+    let mut derived = Derived::default();
 
     for (index, ev) in req.batch.iter().enumerate() {
         let digest = ev.content_digest();
@@ -251,32 +235,7 @@ fn apply(
             duplicate: false,
         });
 
-        let applied = ev.applied_at.as_micros();
-        let s = systems
-            .entry(ev.system.as_str())
-            .or_insert_with(|| SystemAgg {
-                first_seq: seq,
-                last_applied_at: i64::MIN,
-                ..Default::default()
-            });
-        s.last_seq = seq;
-        s.last_applied_at = s.last_applied_at.max(applied);
-        s.counts[ev.status.code() as usize] += 1;
-
-        let p = pairs
-            .entry((ev.patch_id.as_str(), ev.system.as_str()))
-            .or_insert(PairAgg {
-                status: ev.status,
-                applied_at: applied,
-                seq,
-                attempts: 0,
-            });
-        p.attempts += 1;
-        if (applied, seq) >= (p.applied_at, p.seq) {
-            p.status = ev.status;
-            p.applied_at = applied;
-            p.seq = seq;
-        }
+        derived.add(seq, ev);
     }
 
     let mut up_sys = tx
@@ -291,7 +250,7 @@ fn apply(
                n_rolled_back = n_rolled_back + excluded.n_rolled_back",
         )
         .map_err(internal)?;
-    for (system, a) in &systems {
+    for (system, a) in &derived.systems {
         up_sys
             .execute(params![
                 system,
@@ -320,7 +279,7 @@ fn apply(
                attempts = attempts + excluded.attempts",
         )
         .map_err(internal)?;
-    for ((patch, system), a) in &pairs {
+    for ((patch, system), a) in &derived.pairs {
         up_pair
             .execute(params![
                 patch,

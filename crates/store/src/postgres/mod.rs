@@ -1,0 +1,486 @@
+//! The PostgreSQL backend, for production and for several server instances
+//! sharing one ledger.
+//!
+//! Writes go through one writer task per instance (group commit) and one
+//! sequencer row shared by all instances (see `writer.rs`). Reads use a
+//! connection pool. When PostgreSQL goes away, operations fail with
+//! [`StoreError::Unavailable`] (an HTTP 503) and the pool reconnects by
+//! itself once it is back.
+
+mod schema;
+mod writer;
+
+use crate::rows::EventRow;
+use crate::{Appended, Store, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use patchaudit_domain::{
+    EventFilter, NewEvent, PatchSystemState, PatchSystems, RecordedEvent, SystemSummary, Timestamp,
+};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::NoTls;
+
+pub use schema::current_version;
+
+/// Settings of a [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// A schema to use instead of the connection's default `search_path`;
+    /// created if missing. Tests use one schema each.
+    pub schema: Option<String>,
+    /// The most connections in the pool.
+    pub pool_size: usize,
+    /// The most events the writer puts into one group commit.
+    pub max_group_events: usize,
+    /// How long to wait for a connection before answering "unavailable".
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            schema: None,
+            pool_size: 16,
+            max_group_events: 50_000,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The ledger in PostgreSQL.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    writer: writer::Handle,
+    maintenance: tokio::task::AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.maintenance.abort();
+    }
+}
+
+/// Converts a ledger timestamp for PostgreSQL.
+pub(crate) fn to_datetime(t: Timestamp) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(t.as_micros()).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Classifies a database error: lost connections and a server that is
+/// starting or shutting down are "unavailable" (retry later); the rest is internal.
+fn db_error(e: &tokio_postgres::Error) -> StoreError {
+    if e.is_closed() {
+        return StoreError::Unavailable(format!("the connection to PostgreSQL was lost: {e}"));
+    }
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+            return StoreError::Unavailable(format!("PostgreSQL: {}", db.message()));
+        }
+        return StoreError::Internal(format!("PostgreSQL {code}: {}", db.message()));
+    }
+    // No database error and not closed: an I/O error on the socket.
+    StoreError::Unavailable(format!("PostgreSQL: {}", with_causes(e)))
+}
+
+/// An error with its chain of causes, on one line: tokio-postgres puts the
+/// useful part ("Connection refused") in the source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_str = c.to_string();
+        if !s.contains(&c_str) {
+            s.push_str(": ");
+            s.push_str(&c_str);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The message of a store error without its category prefix.
+fn bare(e: StoreError) -> String {
+    match e {
+        StoreError::Unavailable(m)
+        | StoreError::Internal(m)
+        | StoreError::Open(m)
+        | StoreError::Corrupt(m) => m,
+        other => other.to_string(),
+    }
+}
+
+fn pool_error(e: &deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db_error(e),
+        other => StoreError::Unavailable(format!("no PostgreSQL connection: {other}")),
+    }
+}
+
+fn pg_error(e: &writer::GroupError) -> StoreError {
+    match e {
+        writer::GroupError::Pool(p) => pool_error(p),
+        writer::GroupError::Db(d) => db_error(d),
+    }
+}
+
+/// Describes where a URL points, without its password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("(default database)");
+    let user = config.get_user().unwrap_or("(default user)");
+    format!("{user}@{host}:{port}/{db}")
+}
+
+fn valid_schema_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit()
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (a `postgres://` URL), applies any
+    /// pending migrations and starts the writer.
+    ///
+    /// Errors are one clear line naming user, host, port and database (never
+    /// the password): a malformed URL, an unreachable server, or missing
+    /// permissions.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
+        config.connect_timeout(options.connect_timeout);
+        config.application_name("patchaudit");
+        let target = describe(&config);
+        if let Some(schema) = &options.schema {
+            if !valid_schema_name(schema) {
+                return Err(StoreError::Open(format!(
+                    "schema {schema:?} must be 1-63 lower-case letters, digits or underscores"
+                )));
+            }
+            config.options(format!("-c search_path={schema}"));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Open(format!("{target}: {e}")))?;
+        {
+            let mut client = pool.get().await.map_err(|e| {
+                StoreError::Open(format!(
+                    "cannot connect to PostgreSQL at {target}: {}",
+                    bare(pool_error(&e))
+                ))
+            })?;
+            let found: Option<i32> = match client
+                .query_opt("SELECT MAX(version) FROM schema_migrations", &[])
+                .await
+            {
+                Ok(row) => row.and_then(|r| r.get(0)),
+                Err(_) => None,
+            };
+            if let Some(v) = found {
+                if v > current_version() {
+                    return Err(StoreError::Open(format!(
+                        "{target}: the database has schema version {v}, but this build only knows up to {}; upgrade patchaudit",
+                        current_version()
+                    )));
+                }
+            }
+            schema::migrate(&mut client, options.schema.as_deref())
+                .await
+                .map_err(|e| {
+                    StoreError::Open(format!("{target}: migrating: {}", bare(db_error(&e))))
+                })?;
+        }
+        let writer = writer::spawn(pool.clone(), options.max_group_events);
+        let maint_pool = pool.clone();
+        let maintenance = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Ok(client) = maint_pool.get().await {
+                    if let Err(e) = schema::ensure_partitions(&client, Utc::now()).await {
+                        tracing::warn!(error = %db_error(&e), "could not create upcoming partitions");
+                    }
+                }
+            }
+        })
+        .abort_handle();
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                writer,
+                maintenance,
+            }),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner.pool.get().await.map_err(|e| pool_error(&e))
+    }
+}
+
+const EVENT_COLUMNS: &str = "seq, event_id, patch_id, system, applied_at, status, package, \
+     from_version, to_version, source, actor, detail, cves, reboot_required, change_ref, \
+     recorded_at, recorded_by";
+
+fn row_to_event(r: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Corrupt(format!("unreadable event row: {e}"));
+    EventRow {
+        seq: r.try_get(0).map_err(get)?,
+        event_id: r.try_get(1).map_err(get)?,
+        patch_id: r.try_get(2).map_err(get)?,
+        system: r.try_get(3).map_err(get)?,
+        applied_at: micros(r.try_get(4).map_err(get)?),
+        status: r.try_get(5).map_err(get)?,
+        package: r.try_get(6).map_err(get)?,
+        from_version: r.try_get(7).map_err(get)?,
+        to_version: r.try_get(8).map_err(get)?,
+        source: r.try_get(9).map_err(get)?,
+        actor: r.try_get(10).map_err(get)?,
+        detail: r.try_get(11).map_err(get)?,
+        cves: r
+            .try_get::<_, Option<Vec<String>>>(12)
+            .map_err(get)?
+            .unwrap_or_default(),
+        reboot_required: r.try_get(13).map_err(get)?,
+        change_ref: r.try_get(14).map_err(get)?,
+        recorded_at: micros(r.try_get(15).map_err(get)?),
+        recorded_by: r.try_get(16).map_err(get)?,
+    }
+    .into_event()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A query parameter of any of the types filters use.
+enum Param {
+    Text(String),
+    Int(i64),
+    Time(DateTime<Utc>),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Param::Text(s) => s,
+            Param::Int(i) => i,
+            Param::Time(t) => t,
+        }
+    }
+}
+
+fn filter_sql(filter: &EventFilter) -> (String, Vec<Param>) {
+    let mut clauses = Vec::new();
+    let mut params = Vec::new();
+    let mut push = |col: &str, op: &str, p: Param| {
+        params.push(p);
+        clauses.push(format!("{col} {op} ${}", params.len()));
+    };
+    if let Some(s) = &filter.system {
+        push("system", "=", Param::Text(s.clone()));
+    }
+    if let Some(s) = &filter.patch_id {
+        push("patch_id", "=", Param::Text(s.clone()));
+    }
+    if let Some(s) = filter.status {
+        push("status", "=", Param::Text(s.as_str().to_owned()));
+    }
+    if let Some(s) = &filter.source {
+        push("source", "=", Param::Text(s.clone()));
+    }
+    if let Some(t) = filter.applied_from {
+        push("applied_at", ">=", Param::Time(to_datetime(t)));
+    }
+    if let Some(t) = filter.applied_to {
+        push("applied_at", "<", Param::Time(to_datetime(t)));
+    }
+    if let Some(s) = filter.seq_from {
+        push("seq", ">=", Param::Int(to_i64(s)));
+    }
+    if let Some(s) = filter.seq_to {
+        push("seq", "<", Param::Int(to_i64(s)));
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (sql, params)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn append(
+        &self,
+        batch: Vec<NewEvent>,
+        recorded_by: &str,
+    ) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .writer
+            .append(batch, recorded_by.to_owned())
+            .await
+    }
+
+    async fn get(&self, seq: u64) -> Result<Option<RecordedEvent>, StoreError> {
+        let Ok(seq) = i64::try_from(seq) else {
+            return Ok(None);
+        };
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq = $1"
+            ))
+            .await
+            .map_err(|e| db_error(&e))?;
+        let row = client
+            .query_opt(&stmt, &[&seq])
+            .await
+            .map_err(|e| db_error(&e))?;
+        row.as_ref().map(row_to_event).transpose()
+    }
+
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 || filter.is_empty_range() {
+            return Ok(Vec::new());
+        }
+        let (where_sql, mut params) = filter_sql(filter);
+        params.push(Param::Int(to_i64(limit as u64)));
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events {where_sql} ORDER BY seq LIMIT ${}",
+            params.len()
+        );
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| db_error(&e))?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
+        let rows = client.query(&stmt, &refs).await.map_err(|e| db_error(&e))?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    async fn systems(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SystemSummary>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT system, last_applied_at, last_seq, n_success, n_failure, n_rolled_back \
+                 FROM systems WHERE system > $1 ORDER BY system LIMIT $2",
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        let rows = client
+            .query(&stmt, &[&after.unwrap_or(""), &to_i64(limit as u64)])
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| SystemSummary {
+                system: r.get(0),
+                last_applied_at: Timestamp::from_micros(micros(r.get(1))),
+                last_seq: r.get::<_, i64>(2) as u64,
+                success: r.get::<_, i64>(3) as u64,
+                failure: r.get::<_, i64>(4) as u64,
+                rolled_back: r.get::<_, i64>(5) as u64,
+            })
+            .collect())
+    }
+
+    async fn patch(&self, patch_id: &str) -> Result<PatchSystems, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT system, status, applied_at, seq, attempts FROM patch_state \
+                 WHERE patch_id = $1 ORDER BY system",
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        let rows = client
+            .query(&stmt, &[&patch_id])
+            .await
+            .map_err(|e| db_error(&e))?;
+        let mut systems = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let status: String = r.get(1);
+            systems.push(PatchSystemState {
+                system: r.get(0),
+                status: status
+                    .parse()
+                    .map_err(|m| StoreError::Corrupt(format!("patch_state status {m}")))?,
+                applied_at: Timestamp::from_micros(micros(r.get(2))),
+                seq: r.get::<_, i64>(3) as u64,
+                attempts: r.get::<_, i64>(4) as u64,
+            });
+        }
+        Ok(PatchSystems {
+            patch_id: patch_id.to_owned(),
+            systems,
+        })
+    }
+
+    async fn len(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT next_seq FROM ledger_head", &[])
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

@@ -1,0 +1,207 @@
+//! The PostgreSQL schema, its migrations and its partitions.
+//!
+//! Migrations run under a session advisory lock, so several instances
+//! starting at once apply each migration exactly once; `schema_migrations`
+//! records what was applied. The events table is range-partitioned by month
+//! of `recorded_at`: since `recorded_at` never decreases, ingest always lands
+//! in the newest partition, and old months can be detached and archived
+//! without touching live ones.
+
+use chrono::{Datelike, TimeZone, Utc};
+use tokio_postgres::Client;
+
+/// The advisory lock key that serialises migrations and partition creation
+/// (an arbitrary constant: "patchaud" in ASCII).
+const LOCK_KEY: i64 = 0x7061_7463_6861_7564;
+
+/// How many months ahead partitions are created.
+pub const MONTHS_AHEAD: u32 = 3;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the ledger, the sequencer row, idempotency keys and derived summaries.
+    r#"
+CREATE TABLE ledger_head (
+    id               boolean PRIMARY KEY DEFAULT true CHECK (id),
+    next_seq         bigint NOT NULL,
+    last_recorded_at timestamptz
+);
+INSERT INTO ledger_head (id, next_seq) VALUES (true, 0);
+
+CREATE TABLE events (
+    seq             bigint NOT NULL,
+    event_id        text,
+    patch_id        text NOT NULL,
+    system          text NOT NULL,
+    applied_at      timestamptz NOT NULL,
+    status          text NOT NULL CHECK (status IN ('success', 'failure', 'rolled_back')),
+    package         text,
+    from_version    text,
+    to_version      text,
+    source          text,
+    actor           text,
+    detail          text,
+    cves            text[],
+    reboot_required boolean,
+    change_ref      text,
+    recorded_at     timestamptz NOT NULL,
+    recorded_by     text NOT NULL DEFAULT '',
+    content_hash    bytea NOT NULL,
+    PRIMARY KEY (seq, recorded_at)
+) PARTITION BY RANGE (recorded_at);
+
+-- Every API filter is served by an index that also orders by seq, so keyset
+-- pages are index range scans merged across partitions, never sorts.
+CREATE INDEX events_by_system  ON events (system, seq);
+CREATE INDEX events_by_patch   ON events (patch_id, seq);
+CREATE INDEX events_by_status  ON events (status, seq);
+CREATE INDEX events_by_source  ON events (source, seq);
+CREATE INDEX events_by_applied ON events (applied_at, seq);
+
+-- A unique index on a partitioned table must include the partition key, so
+-- idempotency keys live in their own table, written in the same transaction.
+CREATE TABLE event_ids (
+    event_id     text PRIMARY KEY,
+    seq          bigint NOT NULL,
+    content_hash bytea NOT NULL,
+    recorded_at  timestamptz NOT NULL
+);
+
+CREATE FUNCTION patchaudit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'patchaudit events are append-only';
+END
+$$;
+-- Row triggers are cloned to every partition; statement triggers catch
+-- statements on the parent even when they touch no row. TRUNCATE triggers
+-- are not cloned, so each partition gets its own when it is created.
+CREATE TRIGGER events_no_update_row BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION patchaudit_append_only();
+CREATE TRIGGER events_no_update BEFORE UPDATE OR DELETE OR TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION patchaudit_append_only();
+CREATE TRIGGER event_ids_no_update BEFORE UPDATE OR DELETE OR TRUNCATE ON event_ids
+    FOR EACH STATEMENT EXECUTE FUNCTION patchaudit_append_only();
+
+CREATE TABLE systems (
+    system          text PRIMARY KEY,
+    first_seq       bigint NOT NULL,
+    last_seq        bigint NOT NULL,
+    last_applied_at timestamptz NOT NULL,
+    n_success       bigint NOT NULL,
+    n_failure       bigint NOT NULL,
+    n_rolled_back   bigint NOT NULL
+);
+
+CREATE TABLE patch_state (
+    patch_id   text NOT NULL,
+    system     text NOT NULL,
+    status     text NOT NULL,
+    applied_at timestamptz NOT NULL,
+    seq        bigint NOT NULL,
+    attempts   bigint NOT NULL,
+    PRIMARY KEY (patch_id, system)
+);
+"#,
+];
+
+/// Creates `schema` if it is given and missing, applies pending migrations
+/// and creates the partitions needed now, all under the advisory lock.
+pub async fn migrate(
+    client: &mut Client,
+    schema: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = async {
+        if let Some(schema) = schema {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await?;
+        }
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?;
+        let found: i32 = row.get(0);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let version = i as i32 + 1;
+            let tx = client.transaction().await?;
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(version, "applied PostgreSQL migration");
+        }
+        ensure_partitions_locked(client, Utc::now()).await
+    }
+    .await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
+    result?;
+    unlock.map(|_| ())
+}
+
+/// The schema version this build writes.
+pub fn current_version() -> i32 {
+    MIGRATIONS.len() as i32
+}
+
+/// Creates the partitions for the month of `now` and [`MONTHS_AHEAD`]
+/// months after it, under the advisory lock.
+pub async fn ensure_partitions(
+    client: &Client,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = ensure_partitions_locked(client, now).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
+    result?;
+    unlock.map(|_| ())
+}
+
+async fn ensure_partitions_locked(
+    client: &Client,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), tokio_postgres::Error> {
+    let (mut y, mut m) = (now.year(), now.month());
+    for _ in 0..=MONTHS_AHEAD {
+        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        let from = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single();
+        let to = Utc.with_ymd_and_hms(ny, nm, 1, 0, 0, 0).single();
+        if let (Some(from), Some(to)) = (from, to) {
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS events_p{y:04}_{m:02} PARTITION OF events \
+                 FOR VALUES FROM ('{}') TO ('{}')",
+                from.to_rfc3339(),
+                to.to_rfc3339()
+            );
+            client.batch_execute(&sql).await?;
+            client
+                .batch_execute(&format!(
+                    "CREATE OR REPLACE TRIGGER no_truncate BEFORE TRUNCATE ON events_p{y:04}_{m:02} \
+                     FOR EACH STATEMENT EXECUTE FUNCTION patchaudit_append_only()"
+                ))
+                .await?;
+        }
+        (y, m) = (ny, nm);
+    }
+    Ok(())
+}

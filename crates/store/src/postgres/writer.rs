@@ -1,0 +1,405 @@
+//! The PostgreSQL writer: group commit within an instance, one sequencer
+//! across instances.
+//!
+//! Each instance has one writer task. It drains every append waiting in its
+//! queue into one transaction, which
+//!
+//! 1. locks the single `ledger_head` row (`FOR UPDATE`): the one sequencer
+//!    every instance shares, so seq stays dense with many writers;
+//! 2. looks up every `event_id` of the group in one query, and decides in
+//!    memory, request by request, what is a duplicate and what is a
+//!    conflict. A request with a conflict is left out whole, so no
+//!    savepoints are needed;
+//! 3. writes all new events with one binary `COPY`, their keys, and the
+//!    derived summaries, and advances the head;
+//! 4. commits, and only then replies.
+//!
+//! A connection lost mid-way fails the whole group with `Unavailable`;
+//! nothing of it was acknowledged, and a retry with the same `event_id`s is
+//! safe whether or not the commit reached the server.
+
+use super::{pg_error, to_datetime};
+use crate::derived::Derived;
+use crate::{Appended, StoreError};
+use deadpool_postgres::Pool;
+use futures::pin_mut;
+use patchaudit_domain::{NewEvent, Timestamp};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
+
+struct Request {
+    batch: Vec<NewEvent>,
+    recorded_by: String,
+    reply: Reply,
+}
+
+/// The async side of the writer task.
+pub(super) struct Handle {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Handle {
+    pub(super) async fn append(
+        &self,
+        batch: Vec<NewEvent>,
+        recorded_by: String,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                batch,
+                recorded_by,
+                reply,
+            })
+            .map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Internal("the PostgreSQL writer task has stopped".into())
+}
+
+pub(super) fn spawn(pool: Pool, max_group_events: usize) -> Handle {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut n = first.batch.len();
+            let mut group = vec![first];
+            while n < max_group_events {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        n += r.batch.len();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let outcome = match run_group(&pool, &group).await {
+                // A month with no partition yet (a clock jump, a long-idle
+                // instance): create the partitions and try once more.
+                Err(e) if is_missing_partition(&e) => {
+                    if let Ok(client) = pool.get().await {
+                        let _ = super::schema::ensure_partitions(&client, chrono::Utc::now()).await;
+                    }
+                    run_group(&pool, &group).await
+                }
+                other => other,
+            };
+            match outcome {
+                Ok(results) => {
+                    for (req, res) in group.into_iter().zip(results) {
+                        let _ = req.reply.send(res);
+                    }
+                }
+                Err(e) => {
+                    let err = pg_error(&e);
+                    tracing::warn!(error = %err, requests = group.len(), "group commit failed; nothing of it was acknowledged");
+                    for req in group {
+                        let _ = req.reply.send(Err(match &err {
+                            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                            other => StoreError::Internal(other.to_string()),
+                        }));
+                    }
+                }
+            }
+        }
+    });
+    Handle { tx }
+}
+
+/// Why a group failed before anything was committed.
+pub(super) enum GroupError {
+    Pool(deadpool_postgres::PoolError),
+    Db(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for GroupError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        GroupError::Db(e)
+    }
+}
+
+fn is_missing_partition(e: &GroupError) -> bool {
+    match e {
+        GroupError::Db(e) => e
+            .as_db_error()
+            .is_some_and(|d| d.message().contains("no partition of relation")),
+        GroupError::Pool(_) => false,
+    }
+}
+
+const COPY_TYPES: [Type; 18] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::BYTEA,
+];
+
+struct Known {
+    seq: i64,
+    hash: Vec<u8>,
+    recorded_at: Timestamp,
+}
+
+async fn run_group(
+    pool: &Pool,
+    group: &[Request],
+) -> Result<Vec<Result<Vec<Appended>, StoreError>>, GroupError> {
+    let mut client = pool.get().await.map_err(GroupError::Pool)?;
+    let tx = client.transaction().await?;
+    let head = tx
+        .query_one(
+            "SELECT next_seq, last_recorded_at FROM ledger_head FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let start: i64 = head.get(0);
+    let last: Option<chrono::DateTime<chrono::Utc>> = head.get(1);
+    // recorded_at never goes backwards along seq, even across instances whose clocks differ.
+    let now = Timestamp::from_micros(
+        Timestamp::now()
+            .as_micros()
+            .max(last.map_or(i64::MIN, |t| t.timestamp_micros())),
+    );
+
+    let ids: Vec<&str> = group
+        .iter()
+        .flat_map(|r| {
+            r.batch
+                .iter()
+                .filter_map(|e| e.event_id.as_ref().map(|i| i.as_str()))
+        })
+        .collect();
+    let mut known: HashMap<String, Known> = HashMap::new();
+    if !ids.is_empty() {
+        for row in tx
+            .query(
+                "SELECT event_id, seq, content_hash, recorded_at FROM event_ids WHERE event_id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+        {
+            let t: chrono::DateTime<chrono::Utc> = row.get(3);
+            known.insert(
+                row.get(0),
+                Known {
+                    seq: row.get(1),
+                    hash: row.get(2),
+                    recorded_at: Timestamp::from_micros(t.timestamp_micros()),
+                },
+            );
+        }
+    }
+
+    // Decide each request in order, in memory.
+    let mut next = start;
+    let mut results = Vec::with_capacity(group.len());
+    let mut rows: Vec<(i64, &NewEvent, [u8; 32], &str)> = Vec::new();
+    let mut derived = Derived::default();
+    for req in group {
+        let mut out = Vec::with_capacity(req.batch.len());
+        let mut mine: Vec<(i64, &NewEvent, [u8; 32])> = Vec::new();
+        let mut fresh: HashMap<&str, (i64, [u8; 32])> = HashMap::new();
+        let mut conflict = None;
+        for (index, ev) in req.batch.iter().enumerate() {
+            let digest = ev.content_digest();
+            if let Some(id) = &ev.event_id {
+                let prior = known
+                    .get(id.as_str())
+                    .map(|k| (k.seq, k.hash.as_slice() == digest.as_slice(), k.recorded_at))
+                    .or_else(|| fresh.get(id.as_str()).map(|(s, d)| (*s, *d == digest, now)));
+                if let Some((seq, same, recorded_at)) = prior {
+                    if same {
+                        out.push(Appended {
+                            seq: seq as u64,
+                            recorded_at,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                    conflict = Some(StoreError::Conflict {
+                        index,
+                        event_id: id.as_str().to_owned(),
+                        existing_seq: seq as u64,
+                    });
+                    break;
+                }
+                fresh.insert(id.as_str(), (next + mine.len() as i64, digest));
+            }
+            let seq = next + mine.len() as i64;
+            mine.push((seq, ev, digest));
+            out.push(Appended {
+                seq: seq as u64,
+                recorded_at: now,
+                duplicate: false,
+            });
+        }
+        match conflict {
+            Some(e) => results.push(Err(e)),
+            None => {
+                next += mine.len() as i64;
+                for (seq, ev, digest) in mine {
+                    if let Some(id) = &ev.event_id {
+                        known.insert(
+                            id.as_str().to_owned(),
+                            Known {
+                                seq,
+                                hash: digest.to_vec(),
+                                recorded_at: now,
+                            },
+                        );
+                    }
+                    derived.add(seq, ev);
+                    rows.push((seq, ev, digest, req.recorded_by.as_str()));
+                }
+                results.push(Ok(out));
+            }
+        }
+    }
+
+    if !rows.is_empty() {
+        write_rows(&tx, &rows, now).await?;
+        write_derived(&tx, &derived).await?;
+        tx.execute(
+            "UPDATE ledger_head SET next_seq = $1, last_recorded_at = $2",
+            &[&next, &to_datetime(now)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn write_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[(i64, &NewEvent, [u8; 32], &str)],
+    now: Timestamp,
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(
+            "COPY events (seq, event_id, patch_id, system, applied_at, status, package, from_version, \
+             to_version, source, actor, detail, cves, reboot_required, change_ref, recorded_at, \
+             recorded_by, content_hash) FROM STDIN BINARY",
+        )
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+    pin_mut!(writer);
+    let recorded_at = to_datetime(now);
+    for (seq, ev, digest, by) in rows {
+        let cves: Option<Vec<&str>> =
+            (!ev.cves.is_empty()).then(|| ev.cves.iter().map(|c| c.as_str()).collect());
+        let applied = to_datetime(ev.applied_at);
+        let event_id = ev.event_id.as_ref().map(|i| i.as_str());
+        let values: [&(dyn ToSql + Sync); 18] = [
+            seq,
+            &event_id,
+            &ev.patch_id.as_str(),
+            &ev.system.as_str(),
+            &applied,
+            &ev.status.as_str(),
+            &ev.package,
+            &ev.from_version,
+            &ev.to_version,
+            &ev.source,
+            &ev.actor,
+            &ev.detail,
+            &cves,
+            &ev.reboot_required,
+            &ev.change_ref,
+            &recorded_at,
+            by,
+            &digest.as_slice(),
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+
+    let keyed: Vec<_> = rows.iter().filter(|r| r.1.event_id.is_some()).collect();
+    if !keyed.is_empty() {
+        let ids: Vec<&str> = keyed
+            .iter()
+            .filter_map(|r| r.1.event_id.as_ref().map(|i| i.as_str()))
+            .collect();
+        let seqs: Vec<i64> = keyed.iter().map(|r| r.0).collect();
+        let hashes: Vec<&[u8]> = keyed.iter().map(|r| r.2.as_slice()).collect();
+        tx.execute(
+            "INSERT INTO event_ids (event_id, seq, content_hash, recorded_at) \
+             SELECT i, s, h, $4 FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(i, s, h)",
+            &[&ids, &seqs, &hashes, &recorded_at],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_derived(
+    tx: &tokio_postgres::Transaction<'_>,
+    d: &Derived,
+) -> Result<(), tokio_postgres::Error> {
+    let micros = |m: i64| to_datetime(Timestamp::from_micros(m));
+    let names: Vec<&str> = d.systems.keys().map(String::as_str).collect();
+    let sys: Vec<_> = names.iter().map(|n| &d.systems[*n]).collect();
+    tx.execute(
+        "INSERT INTO systems (system, first_seq, last_seq, last_applied_at, n_success, n_failure, n_rolled_back) \
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[]) \
+         ON CONFLICT (system) DO UPDATE SET \
+           last_seq = EXCLUDED.last_seq, \
+           last_applied_at = GREATEST(systems.last_applied_at, EXCLUDED.last_applied_at), \
+           n_success = systems.n_success + EXCLUDED.n_success, \
+           n_failure = systems.n_failure + EXCLUDED.n_failure, \
+           n_rolled_back = systems.n_rolled_back + EXCLUDED.n_rolled_back",
+        &[
+            &names,
+            &sys.iter().map(|s| s.first_seq).collect::<Vec<_>>(),
+            &sys.iter().map(|s| s.last_seq).collect::<Vec<_>>(),
+            &sys.iter().map(|s| micros(s.last_applied_at)).collect::<Vec<_>>(),
+            &sys.iter().map(|s| s.counts[0]).collect::<Vec<_>>(),
+            &sys.iter().map(|s| s.counts[1]).collect::<Vec<_>>(),
+            &sys.iter().map(|s| s.counts[2]).collect::<Vec<_>>(),
+        ],
+    )
+    .await?;
+
+    let keys: Vec<&(String, String)> = d.pairs.keys().collect();
+    let pairs: Vec<_> = keys.iter().map(|k| &d.pairs[*k]).collect();
+    tx.execute(
+        "INSERT INTO patch_state (patch_id, system, status, applied_at, seq, attempts) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[]) \
+         ON CONFLICT (patch_id, system) DO UPDATE SET \
+           status = CASE WHEN (EXCLUDED.applied_at, EXCLUDED.seq) > (patch_state.applied_at, patch_state.seq) \
+                    THEN EXCLUDED.status ELSE patch_state.status END, \
+           seq = CASE WHEN (EXCLUDED.applied_at, EXCLUDED.seq) > (patch_state.applied_at, patch_state.seq) \
+                 THEN EXCLUDED.seq ELSE patch_state.seq END, \
+           applied_at = GREATEST(patch_state.applied_at, EXCLUDED.applied_at), \
+           attempts = patch_state.attempts + EXCLUDED.attempts",
+        &[
+            &keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+            &keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>(),
+            &pairs.iter().map(|p| p.status.as_str()).collect::<Vec<_>>(),
+            &pairs.iter().map(|p| micros(p.applied_at)).collect::<Vec<_>>(),
+            &pairs.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            &pairs.iter().map(|p| p.attempts).collect::<Vec<_>>(),
+        ],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Rebuilding domain events from stored rows, shared by every backend.
+
+use crate::StoreError;
+use patchaudit_domain::{
+    CveId, EventId, NewEvent, PatchId, RecordedEvent, Status, SystemId, Timestamp,
+};
+
+/// An event's columns as a backend read them, before they are trusted.
+pub(crate) struct EventRow {
+    pub seq: i64,
+    pub event_id: Option<String>,
+    pub patch_id: String,
+    pub system: String,
+    /// Microseconds since the epoch.
+    pub applied_at: i64,
+    pub status: String,
+    pub package: Option<String>,
+    pub from_version: Option<String>,
+    pub to_version: Option<String>,
+    pub source: Option<String>,
+    pub actor: Option<String>,
+    pub detail: Option<String>,
+    pub cves: Vec<String>,
+    pub reboot_required: Option<bool>,
+    pub change_ref: Option<String>,
+    /// Microseconds since the epoch.
+    pub recorded_at: i64,
+    pub recorded_by: String,
+}
+
+impl EventRow {
+    /// Validates the values again on the way out: a row edited behind the
+    /// ledger's back is reported as corrupt, not served.
+    pub fn into_event(self) -> Result<RecordedEvent, StoreError> {
+        let seq = self.seq;
+        let corrupt = |what: String| StoreError::Corrupt(format!("event seq {seq}: {what}"));
+        let event_id = self
+            .event_id
+            .map(EventId::parse)
+            .transpose()
+            .map_err(|(_, m)| corrupt(format!("event_id {m}")))?;
+        let patch_id =
+            PatchId::parse(self.patch_id).map_err(|(_, m)| corrupt(format!("patch_id {m}")))?;
+        let system =
+            SystemId::parse(self.system).map_err(|(_, m)| corrupt(format!("system {m}")))?;
+        let status: Status = self
+            .status
+            .parse()
+            .map_err(|m| corrupt(format!("status {m}")))?;
+        let cves = self
+            .cves
+            .iter()
+            .map(|c| CveId::parse(c))
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)?;
+        Ok(RecordedEvent {
+            seq: u64::try_from(seq).map_err(|_| corrupt("negative seq".into()))?,
+            recorded_at: Timestamp::from_micros(self.recorded_at),
+            recorded_by: self.recorded_by,
+            event: NewEvent {
+                event_id,
+                patch_id,
+                system,
+                applied_at: Timestamp::from_micros(self.applied_at),
+                status,
+                package: self.package,
+                from_version: self.from_version,
+                to_version: self.to_version,
+                source: self.source,
+                actor: self.actor,
+                detail: self.detail,
+                cves,
+                reboot_required: self.reboot_required,
+                change_ref: self.change_ref,
+            },
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! The conformance suite and PostgreSQL-specific guarantees for [`PgStore`],
+//! against the real PostgreSQL at 127.0.0.1:5432. Each test works in its
+//! own schema and drops it afterwards.
+
+use patchaudit_domain::Status;
+use patchaudit_store::conformance::{
+    drop_schema, event, fresh_schema_name, pg_reachable, pg_test_url, Fixture,
+};
+use patchaudit_store::{PgOptions, PgStore, Store, StoreError};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+struct PgFixture {
+    schema: String,
+    store: Arc<dyn Store>,
+}
+
+impl Fixture for PgFixture {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+    async fn teardown(self) {
+        drop(self.store);
+        drop_schema(&self.schema).await;
+    }
+}
+
+fn options(schema: &str) -> PgOptions {
+    PgOptions {
+        schema: Some(schema.to_owned()),
+        pool_size: 4,
+        ..Default::default()
+    }
+}
+
+async fn pg_fixture() -> Option<PgFixture> {
+    if !pg_reachable() {
+        return None;
+    }
+    let schema = fresh_schema_name();
+    let store = PgStore::connect(&pg_test_url(), options(&schema))
+        .await
+        .unwrap();
+    Some(PgFixture {
+        schema,
+        store: Arc::new(store),
+    })
+}
+
+patchaudit_store::conformance_suite!(pg_fixture);
+
+async fn raw_client(schema: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&pg_test_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET search_path = {schema}"))
+        .await
+        .unwrap();
+    client
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_updates_deletes_and_truncate() {
+    let Some(f) = pg_fixture().await else { return };
+    f.store
+        .append(vec![event("s", "P", 0, Status::Success)], "")
+        .await
+        .unwrap();
+    let c = raw_client(&f.schema).await;
+    for sql in [
+        "UPDATE events SET status = 'failure'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+        "DELETE FROM event_ids",
+    ] {
+        let err = c.batch_execute(sql).await.unwrap_err();
+        assert!(format!("{err:?}").contains("append-only"), "{sql}: {err:?}");
+    }
+    assert_eq!(f.store.len().await.unwrap(), 1);
+    f.teardown().await;
+}
+
+#[tokio::test]
+async fn events_are_partitioned_by_month_with_partitions_ahead() {
+    let Some(f) = pg_fixture().await else { return };
+    let c = raw_client(&f.schema).await;
+    let rows = c
+        .query(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace \
+             WHERE p.relname = 'events' AND n.nspname = $1 ORDER BY 1",
+            &[&f.schema],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let now = chrono::Utc::now();
+    let this_month = format!("events_p{}", now.format("%Y_%m"));
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names[0], this_month);
+    f.store
+        .append(vec![event("s", "P", 0, Status::Success)], "")
+        .await
+        .unwrap();
+    let n: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {this_month}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "new events land in the current month's partition");
+    f.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_migrate_once() {
+    if !pg_reachable() {
+        return;
+    }
+    let schema = fresh_schema_name();
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let schema = schema.clone();
+            tokio::spawn(async move { PgStore::connect(&pg_test_url(), options(&schema)).await })
+        })
+        .collect();
+    for s in starts {
+        s.await.unwrap().unwrap();
+    }
+    let c = raw_client(&schema).await;
+    let versions: Vec<i32> = c
+        .query("SELECT version FROM schema_migrations ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=patchaudit_store::conformance::pg_schema_version()).collect::<Vec<_>>()
+    );
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_dense_ledger() {
+    let Some(f) = pg_fixture().await else { return };
+    // A second instance on the same schema, as a second server process would be.
+    let other: Arc<dyn Store> = Arc::new(
+        PgStore::connect(&pg_test_url(), options(&f.schema))
+            .await
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..60i64 {
+        let s = if i % 2 == 0 {
+            f.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            // Both instances send the same events under the same keys: each
+            // must be recorded once.
+            let mut e = event(&format!("h{}", (i / 2) % 7), "KB1", i / 2, Status::Success);
+            e.event_id = Some(patchaudit_domain::EventId::parse(format!("k{}", i / 2)).unwrap());
+            s.append(vec![e], "").await.unwrap()[0].clone()
+        }));
+    }
+    let mut seqs = HashSet::new();
+    for t in tasks {
+        seqs.insert(t.await.unwrap().seq);
+    }
+    assert_eq!(seqs.len(), 30, "30 distinct keys, 30 events");
+    assert_eq!(f.store.len().await.unwrap(), 30);
+    assert_eq!(seqs, (0..30).collect::<HashSet<u64>>());
+    drop(other);
+    f.teardown().await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_are_one_clear_line() {
+    let err = PgStore::connect("postgres://u:s3cret@127.0.0.1:1/db", PgOptions::default())
+        .await
+        .err()
+        .unwrap();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Open(_)));
+    assert!(msg.contains("u@127.0.0.1:1/db"), "{msg}");
+    assert!(!msg.contains("s3cret"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+    let err = PgStore::connect("postgres://[oops", PgOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("invalid PostgreSQL URL"), "{err}");
+    if pg_reachable() {
+        let err = PgStore::connect(
+            &pg_test_url().replace("/postgres", "/patchaudit_no_such_db"),
+            PgOptions::default(),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("patchaudit_no_such_db"), "{err}");
+    }
+}
