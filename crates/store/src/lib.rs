@@ -11,6 +11,7 @@
 
 pub mod conformance;
 mod derived;
+mod group;
 mod postgres;
 mod rows;
 mod sqlite;

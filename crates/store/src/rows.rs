@@ -76,3 +76,59 @@ impl EventRow {
         })
     }
 }
+
+/// A filter value, before a backend binds it in its own types.
+pub(crate) enum FilterValue {
+    Text(String),
+    Int(i64),
+    /// Microseconds since the epoch.
+    Micros(i64),
+}
+
+/// Converts a count or seq for SQL, saturating (no ledger reaches 2^63).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The conditions of a filter, as `column operator` fragments with their
+/// values; a backend appends its placeholder to each fragment and joins them
+/// with AND.
+pub(crate) fn filter_clauses(
+    f: &patchaudit_domain::EventFilter,
+) -> Vec<(&'static str, FilterValue)> {
+    let mut out = Vec::new();
+    if let Some(s) = &f.system {
+        out.push(("system =", FilterValue::Text(s.clone())));
+    }
+    if let Some(s) = &f.patch_id {
+        out.push(("patch_id =", FilterValue::Text(s.clone())));
+    }
+    if let Some(s) = f.status {
+        out.push(("status =", FilterValue::Text(s.as_str().to_owned())));
+    }
+    if let Some(s) = &f.source {
+        out.push(("source =", FilterValue::Text(s.clone())));
+    }
+    if let Some(t) = f.applied_from {
+        out.push(("applied_at >=", FilterValue::Micros(t.as_micros())));
+    }
+    if let Some(t) = f.applied_to {
+        out.push(("applied_at <", FilterValue::Micros(t.as_micros())));
+    }
+    if let Some(s) = f.seq_from {
+        out.push(("seq >=", FilterValue::Int(to_i64(s))));
+    }
+    if let Some(s) = f.seq_to {
+        out.push(("seq <", FilterValue::Int(to_i64(s))));
+    }
+    out
+}
+
+/// Joins rendered conditions into a WHERE clause (empty when there are none).
+pub(crate) fn where_clause(conditions: Vec<String>) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    }
+}

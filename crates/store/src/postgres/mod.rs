@@ -10,7 +10,7 @@
 mod schema;
 mod writer;
 
-use crate::rows::EventRow;
+use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue};
 use crate::{Appended, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -59,7 +59,7 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
-    writer: writer::Handle,
+    writer: crate::group::Handle,
     maintenance: tokio::task::AbortHandle,
 }
 
@@ -282,10 +282,6 @@ fn row_to_event(r: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
     .into_event()
 }
 
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// A query parameter of any of the types filters use.
 enum Param {
     Text(String),
@@ -304,42 +300,19 @@ impl Param {
 }
 
 fn filter_sql(filter: &EventFilter) -> (String, Vec<Param>) {
-    let mut clauses = Vec::new();
-    let mut params = Vec::new();
-    let mut push = |col: &str, op: &str, p: Param| {
-        params.push(p);
-        clauses.push(format!("{col} {op} ${}", params.len()));
-    };
-    if let Some(s) = &filter.system {
-        push("system", "=", Param::Text(s.clone()));
-    }
-    if let Some(s) = &filter.patch_id {
-        push("patch_id", "=", Param::Text(s.clone()));
-    }
-    if let Some(s) = filter.status {
-        push("status", "=", Param::Text(s.as_str().to_owned()));
-    }
-    if let Some(s) = &filter.source {
-        push("source", "=", Param::Text(s.clone()));
-    }
-    if let Some(t) = filter.applied_from {
-        push("applied_at", ">=", Param::Time(to_datetime(t)));
-    }
-    if let Some(t) = filter.applied_to {
-        push("applied_at", "<", Param::Time(to_datetime(t)));
-    }
-    if let Some(s) = filter.seq_from {
-        push("seq", ">=", Param::Int(to_i64(s)));
-    }
-    if let Some(s) = filter.seq_to {
-        push("seq", "<", Param::Int(to_i64(s)));
-    }
-    let sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    (sql, params)
+    let (conditions, params) = filter_clauses(filter)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (cond, v))| {
+            let p = match v {
+                FilterValue::Text(s) => Param::Text(s),
+                FilterValue::Int(n) => Param::Int(n),
+                FilterValue::Micros(m) => Param::Time(to_datetime(Timestamp::from_micros(m))),
+            };
+            (format!("{cond} ${}", i + 1), p)
+        })
+        .unzip();
+    (where_clause(conditions), params)
 }
 
 #[async_trait]

@@ -20,96 +20,42 @@
 
 use super::{pg_error, to_datetime};
 use crate::derived::Derived;
+use crate::group::{self, Handle, Request};
 use crate::{Appended, StoreError};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
 use patchaudit_domain::{NewEvent, Timestamp};
 use std::collections::HashMap;
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
-
-struct Request {
-    batch: Vec<NewEvent>,
-    recorded_by: String,
-    reply: Reply,
-}
-
-/// The async side of the writer task.
-pub(super) struct Handle {
-    tx: mpsc::UnboundedSender<Request>,
-}
-
-impl Handle {
-    pub(super) async fn append(
-        &self,
-        batch: Vec<NewEvent>,
-        recorded_by: String,
-    ) -> Result<Vec<Appended>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request {
-                batch,
-                recorded_by,
-                reply,
-            })
-            .map_err(|_| writer_gone())?;
-        rx.await.map_err(|_| writer_gone())?
-    }
-}
-
-fn writer_gone() -> StoreError {
-    StoreError::Internal("the PostgreSQL writer task has stopped".into())
-}
-
 pub(super) fn spawn(pool: Pool, max_group_events: usize) -> Handle {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+    let (handle, mut queue) = group::queue("PostgreSQL");
     tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut n = first.batch.len();
-            let mut group = vec![first];
-            while n < max_group_events {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        n += r.batch.len();
-                        group.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let outcome = match run_group(&pool, &group).await {
+        while let Some(first) = queue.recv().await {
+            let batch = group::fill(first, &mut queue, max_group_events);
+            let outcome = match run_group(&pool, &batch).await {
                 // A month with no partition yet (a clock jump, a long-idle
                 // instance): create the partitions and try once more.
                 Err(e) if is_missing_partition(&e) => {
                     if let Ok(client) = pool.get().await {
                         let _ = super::schema::ensure_partitions(&client, chrono::Utc::now()).await;
                     }
-                    run_group(&pool, &group).await
+                    run_group(&pool, &batch).await
                 }
                 other => other,
             };
             match outcome {
-                Ok(results) => {
-                    for (req, res) in group.into_iter().zip(results) {
-                        let _ = req.reply.send(res);
-                    }
-                }
+                Ok(results) => group::reply_all(batch, results),
                 Err(e) => {
                     let err = pg_error(&e);
-                    tracing::warn!(error = %err, requests = group.len(), "group commit failed; nothing of it was acknowledged");
-                    for req in group {
-                        let _ = req.reply.send(Err(match &err {
-                            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-                            other => StoreError::Internal(other.to_string()),
-                        }));
-                    }
+                    tracing::warn!(error = %err, requests = batch.len(), "group commit failed; nothing of it was acknowledged");
+                    group::fail_all(batch, &err);
                 }
             }
         }
     });
-    Handle { tx }
+    handle
 }
 
 /// Why a group failed before anything was committed.

@@ -9,7 +9,7 @@
 mod schema;
 mod writer;
 
-use crate::rows::EventRow;
+use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue};
 use crate::{Appended, Store, StoreError};
 use async_trait::async_trait;
 use patchaudit_domain::{
@@ -67,7 +67,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: writer::Handle,
+    writer: crate::group::Handle,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -201,49 +201,20 @@ fn row_to_event(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
     .into_event()
 }
 
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// Builds the WHERE clause and its parameters for a filter.
 fn filter_sql(filter: &EventFilter) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
-    let mut clauses = Vec::new();
-    let mut params = Vec::new();
-    let mut push = |clause: &str, v: Value| {
-        clauses.push(clause.to_owned());
-        params.push(v);
-    };
-    if let Some(s) = &filter.system {
-        push("system = ?", Value::Text(s.clone()));
-    }
-    if let Some(p) = &filter.patch_id {
-        push("patch_id = ?", Value::Text(p.clone()));
-    }
-    if let Some(s) = filter.status {
-        push("status = ?", Value::Text(s.as_str().to_owned()));
-    }
-    if let Some(s) = &filter.source {
-        push("source = ?", Value::Text(s.clone()));
-    }
-    if let Some(t) = filter.applied_from {
-        push("applied_at >= ?", Value::Integer(t.as_micros()));
-    }
-    if let Some(t) = filter.applied_to {
-        push("applied_at < ?", Value::Integer(t.as_micros()));
-    }
-    if let Some(s) = filter.seq_from {
-        push("seq >= ?", Value::Integer(to_i64(s)));
-    }
-    if let Some(s) = filter.seq_to {
-        push("seq < ?", Value::Integer(to_i64(s)));
-    }
-    let sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    (sql, params)
+    let (conditions, params) = filter_clauses(filter)
+        .into_iter()
+        .map(|(cond, v)| {
+            let v = match v {
+                FilterValue::Text(s) => Value::Text(s),
+                FilterValue::Int(i) | FilterValue::Micros(i) => Value::Integer(i),
+            };
+            (format!("{cond} ?"), v)
+        })
+        .unzip();
+    (where_clause(conditions), params)
 }
 
 #[async_trait]

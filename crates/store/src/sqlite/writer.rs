@@ -9,102 +9,30 @@
 
 use super::internal;
 use crate::derived::Derived;
+use crate::group::{self, Handle, Request};
 use crate::{Appended, StoreError};
-use patchaudit_domain::{NewEvent, Timestamp};
+use patchaudit_domain::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
-
-type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
-
-struct Request {
-    batch: Vec<NewEvent>,
-    recorded_by: String,
-    reply: Reply,
-}
-
-/// The async side of the writer thread.
-pub(super) struct Handle {
-    tx: mpsc::UnboundedSender<Request>,
-}
-
-impl Handle {
-    pub(super) async fn append(
-        &self,
-        batch: Vec<NewEvent>,
-        recorded_by: String,
-    ) -> Result<Vec<Appended>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request {
-                batch,
-                recorded_by,
-                reply,
-            })
-            .map_err(|_| writer_gone())?;
-        rx.await.map_err(|_| writer_gone())?
-    }
-
-    pub(super) fn check_alive(&self) -> Result<(), StoreError> {
-        if self.tx.is_closed() {
-            Err(writer_gone())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-fn writer_gone() -> StoreError {
-    StoreError::Internal("the SQLite writer thread has stopped".into())
-}
 
 pub(super) fn spawn(conn: Connection, max_group_events: usize) -> Result<Handle, StoreError> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+    let (handle, mut queue) = group::queue("SQLite");
     std::thread::Builder::new()
         .name("patchaudit-sqlite-writer".into())
         .spawn(move || {
             let mut conn = conn;
-            while let Some(first) = rx.blocking_recv() {
-                let mut n = first.batch.len();
-                let mut group = vec![first];
-                while n < max_group_events {
-                    match rx.try_recv() {
-                        Ok(r) => {
-                            n += r.batch.len();
-                            group.push(r);
-                        }
-                        Err(_) => break,
+            while let Some(first) = queue.blocking_recv() {
+                let batch = group::fill(first, &mut queue, max_group_events);
+                match run_group(&mut conn, &batch) {
+                    Ok(results) => group::reply_all(batch, results),
+                    Err(e) => {
+                        tracing::error!(error = %e, requests = batch.len(), "group commit failed; nothing of it was written");
+                        group::fail_all(batch, &e);
                     }
                 }
-                commit_group(&mut conn, group);
             }
         })
         .map_err(|e| StoreError::Open(format!("starting the writer thread: {e}")))?;
-    Ok(Handle { tx })
-}
-
-fn commit_group(conn: &mut Connection, group: Vec<Request>) {
-    let count = group.len();
-    match run_group(conn, &group) {
-        Ok(results) => {
-            tracing::trace!(requests = count, "group committed");
-            for (req, res) in group.into_iter().zip(results) {
-                let _ = req.reply.send(res);
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, requests = count, "group commit failed; nothing of it was written");
-            for req in group {
-                let _ = req.reply.send(Err(clone_err(&e)));
-            }
-        }
-    }
-}
-
-fn clone_err(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        other => StoreError::Internal(other.to_string()),
-    }
+    Ok(handle)
 }
 
 /// Runs a group in one transaction; the outer error means nothing committed.
