@@ -447,6 +447,13 @@ struct ListRequest {
     format: ListFormat,
 }
 
+impl ListRequest {
+    /// How many events the first page holds.
+    fn first_page(&self) -> usize {
+        self.limit.unwrap_or(usize::MAX).min(STREAM_PAGE)
+    }
+}
+
 fn parse_list(
     raw: Option<&str>,
     headers: &HeaderMap,
@@ -510,89 +517,113 @@ fn encode_page(format: ListFormat, page: &[RecordedEvent], first: bool) -> Vec<u
     out
 }
 
-/// Streams a listing in constant memory: the first page is fetched before the
-/// response starts (so a database failure is still a proper 503), the rest
-/// page by page with keyset pagination while the client reads.
-async fn stream_list(store: Arc<dyn Store>, req: ListRequest) -> Result<Response, ApiError> {
+/// One page of at most `want` events, and whether more match after it. The
+/// page is asked for with one extra row, so no separate probe is needed.
+async fn fetch_page(
+    store: &dyn Store,
+    filter: &EventFilter,
+    want: usize,
+) -> Result<(Vec<RecordedEvent>, bool), patchaudit_store::StoreError> {
+    let mut page = store.list(filter, want.saturating_add(1)).await?;
+    let more = page.len() > want;
+    page.truncate(want);
+    Ok((page, more))
+}
+
+fn json_tail(next_cursor: Option<String>) -> Vec<u8> {
+    format!(
+        "],\"next_cursor\":{}}}",
+        serde_json::to_string(&next_cursor).unwrap_or_else(|_| "null".into())
+    )
+    .into_bytes()
+}
+
+/// Answers a listing whose first page the caller fetched (so a database
+/// failure is still a proper 503). A result that fits in that page is sent
+/// as one body; a longer one streams in constant memory, page by page with
+/// keyset pagination, while the client reads.
+fn list_response(
+    store: Arc<dyn Store>,
+    req: ListRequest,
+    first: (Vec<RecordedEvent>, bool),
+) -> Response {
     let ListRequest {
         filter,
         limit,
         format,
     } = req;
     let mut remaining = limit.unwrap_or(usize::MAX);
-    let first_page = store.list(&filter, remaining.min(STREAM_PAGE)).await?;
-
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let mut prefix = match format {
+    let (page, mut more) = first;
+    remaining -= page.len();
+    let mut last = page.last().map(|e| e.seq);
+    let mut body = match format {
         ListFormat::Json => b"{\"events\":[".to_vec(),
         ListFormat::Csv => wire::csv_header(),
         ListFormat::Ndjson => Vec::new(),
     };
-    prefix.extend(encode_page(format, &first_page, true));
-    tokio::spawn(async move {
-        let mut page = first_page;
-        let mut chunk = prefix;
-        let mut last: Option<u64> = None;
-        loop {
-            let asked = remaining.min(STREAM_PAGE);
-            let full = page.len() == asked;
-            remaining -= page.len();
-            if let Some(e) = page.last() {
-                last = Some(e.seq);
-            }
-            if tx
-                .send(Ok(Bytes::from(std::mem::take(&mut chunk))))
-                .await
-                .is_err()
-            {
-                return; // the client went away
-            }
-            if !full || remaining == 0 {
-                break;
-            }
-            let next = match last {
-                Some(seq) => filter.after(seq),
-                None => break,
-            };
-            match store.list(&next, remaining.min(STREAM_PAGE)).await {
-                Ok(p) => {
-                    chunk = encode_page(format, &p, false);
-                    page = p;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "listing failed mid-stream; aborting the response");
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            }
+    body.extend(encode_page(format, &page, true));
+    let cursor = |last: Option<u64>, more: bool, remaining: usize| {
+        // A cursor is offered only when the limit cut off events that exist.
+        match last {
+            Some(seq) if more && remaining == 0 => Some(params::encode_cursor(&seq.to_string())),
+            _ => None,
         }
+    };
+
+    let body = if !more || remaining == 0 {
         if format == ListFormat::Json {
-            // A cursor is only offered when another page really exists.
-            let next_cursor = match last {
-                Some(seq) if remaining == 0 => match store.list(&filter.after(seq), 1).await {
-                    Ok(more) if !more.is_empty() => Some(params::encode_cursor(&seq.to_string())),
-                    Ok(_) => None,
+            body.extend(json_tail(cursor(last, more, remaining)));
+        }
+        Body::from(body)
+    } else {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        tokio::spawn(async move {
+            let mut chunk = body;
+            loop {
+                if tx
+                    .send(Ok(Bytes::from(std::mem::take(&mut chunk))))
+                    .await
+                    .is_err()
+                {
+                    return; // the client went away
+                }
+                let Some(seq) = last.filter(|_| more && remaining > 0) else {
+                    break;
+                };
+                match fetch_page(
+                    store.as_ref(),
+                    &filter.after(seq),
+                    remaining.min(STREAM_PAGE),
+                )
+                .await
+                {
+                    Ok((page, m)) => {
+                        remaining -= page.len();
+                        more = m;
+                        last = page.last().map(|e| e.seq).or(last);
+                        chunk = encode_page(format, &page, false);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "listing failed mid-stream; aborting the response");
                         let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                         return;
                     }
-                },
-                _ => None,
-            };
-            let tail = format!(
-                "],\"next_cursor\":{}}}",
-                serde_json::to_string(&next_cursor).unwrap_or_else(|_| "null".into())
-            );
-            let _ = tx.send(Ok(Bytes::from(tail))).await;
-        }
-    });
-    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+                }
+            }
+            if format == ListFormat::Json {
+                let _ = tx
+                    .send(Ok(Bytes::from(json_tail(cursor(last, more, remaining)))))
+                    .await;
+            }
+        });
+        Body::from_stream(ReceiverStream::new(rx))
+    };
+    let mut resp = Response::new(body);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    Ok(resp)
+    resp
 }
 
 /// Query the ledger's events.
@@ -621,7 +652,8 @@ async fn list_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let req = parse_list(q.as_deref(), &headers, true)?;
-    stream_list(st.store.clone(), req).await
+    let first = fetch_page(st.store.as_ref(), &req.filter, req.first_page()).await?;
+    Ok(list_response(st.store.clone(), req, first))
 }
 
 /// One system's history.
@@ -647,17 +679,21 @@ async fn system_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut req = parse_list(q.as_deref(), &headers, false)?;
-    let exists = EventFilter {
-        system: Some(system.clone()),
-        ..Default::default()
-    };
-    if st.store.list(&exists, 1).await?.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "the ledger has no event for system {system:?}"
-        )));
+    req.filter.system = Some(system.clone());
+    let first = fetch_page(st.store.as_ref(), &req.filter, req.first_page()).await?;
+    // Only an empty answer needs to know whether the system exists at all.
+    if first.0.is_empty() {
+        let exists = EventFilter {
+            system: Some(system.clone()),
+            ..Default::default()
+        };
+        if st.store.list(&exists, 1).await?.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "the ledger has no event for system {system:?}"
+            )));
+        }
     }
-    req.filter.system = Some(system);
-    stream_list(st.store.clone(), req).await
+    Ok(list_response(st.store.clone(), req, first))
 }
 
 /// One event by its seq.
