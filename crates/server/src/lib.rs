@@ -93,9 +93,43 @@ fn metrics_handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
             }
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// Describes every metric and shows the counters at zero from the start, so
+/// a dashboard or alert can tell "no errors" from "not reporting".
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "patchaudit_http_requests_total",
+        "HTTP requests by method, route template and status."
+    );
+    describe_histogram!(
+        "patchaudit_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route template."
+    );
+    describe_counter!(
+        "patchaudit_events_ingested_total",
+        "Events newly recorded in the ledger."
+    );
+    describe_counter!(
+        "patchaudit_events_duplicate_total",
+        "Events re-sent with a known event_id and identical content (not recorded again)."
+    );
+    describe_counter!("patchaudit_store_errors_total", "Storage errors by kind.");
+    describe_gauge!(
+        "patchaudit_ledger_events",
+        "Events in the ledger (its length)."
+    );
+    metrics::counter!("patchaudit_events_ingested_total").absolute(0);
+    metrics::counter!("patchaudit_events_duplicate_total").absolute(0);
+    for kind in ["conflict", "unavailable", "corrupt", "open", "internal"] {
+        metrics::counter!("patchaudit_store_errors_total", "kind" => kind).absolute(0);
+    }
 }
 
 /// Builds the application: every route, the OpenAPI document, metrics and

@@ -1438,6 +1438,16 @@ async fn health_readiness_and_metrics() {
         .parse()
         .expect("a counter value");
     assert!(n >= 1.0, "{ingested}");
+    // Store errors are exposed from the start, at zero, so alerts can tell
+    // "no errors" from "not reporting".
+    for kind in ["conflict", "unavailable", "internal"] {
+        let series = format!("patchaudit_store_errors_total{{kind=\"{kind}\"}}");
+        assert!(text.contains(&series), "no {series} in {text}");
+    }
+    assert!(
+        text.contains("# HELP patchaudit_store_errors_total"),
+        "{text}"
+    );
     srv.shutdown().await;
 }
 
