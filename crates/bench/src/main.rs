@@ -1,1 +1,184 @@
-fn main() {}
+//! `patchaudit-bench`: the benchmark harness of patchaudit.
+//!
+//! It measures the real server and store on realistic, seeded workloads and
+//! puts every number beside a baseline and a target:
+//!
+//! - `ingest`: NDJSON batch ingest over HTTP, against the `sqlite3` shell
+//!   bulk-importing the same rows into the same schema;
+//! - `concurrent`: many clients each POSTing single events, for throughput
+//!   and tail latency;
+//! - `history`: one system's history read from a ledger of a million events,
+//!   over HTTP and directly from the store;
+//! - `all`: every one of them, with one summary table.
+//!
+//! The workload is a pure function of `--seed` (see [`gen`]), so two runs
+//! with the same seed send the same events. Nothing here is part of the test
+//! suite's timing: the unit tests only check the generator and the report.
+//!
+//! Build it with `--release`; debug numbers are meaningless.
+
+mod concurrent;
+mod gen;
+mod history;
+mod ingest;
+mod machine;
+mod report;
+mod server;
+mod stats;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Benchmarks the patchaudit server and store on realistic seeded workloads
+/// and reports each result beside its baseline and target.
+#[derive(Debug, Parser)]
+#[command(
+    name = "patchaudit-bench",
+    version,
+    after_help = "Examples:\n  patchaudit-bench all --markdown docs/benchmarks-run.md\n  patchaudit-bench ingest --events 200000 --runs 3\n  patchaudit-bench --seed 7 history --events 100000"
+)]
+struct Cli {
+    /// The seed every event is generated from.
+    #[arg(long, global = true, default_value_t = 42)]
+    seed: u64,
+    /// Also write the results as a Markdown section to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Where the temporary ledgers are created (default: the system's temporary directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// The sqlite3 command-line shell used as the ingest baseline.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "/usr/bin/sqlite3"
+    )]
+    sqlite3: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Batch ingest over HTTP (NDJSON, one client) against `sqlite3 .import`
+    /// of the same rows into the same schema.
+    ///
+    /// Starts the real server in-process on a fresh ledger (WAL,
+    /// synchronous=FULL), POSTs pre-generated NDJSON bodies in order, and
+    /// times it; then times the sqlite3 shell importing the same rows as CSV
+    /// into a fresh database with the store's schema and the same pragmas.
+    /// Repeats --runs times and reports medians and their ratio (target ≥ 0.5×).
+    #[command(
+        after_help = "Example:\n  patchaudit-bench ingest --events 200000 --batch 10000 --runs 3"
+    )]
+    Ingest(ingest::IngestArgs),
+    /// Many clients, one event per POST: throughput and p50/p99/max latency.
+    ///
+    /// Each client sends single-event JSON requests with unique event_ids
+    /// through one shared HTTP connection pool, for --seconds or --requests.
+    /// Target: p99 ≤ 10 ms.
+    #[command(after_help = "Example:\n  patchaudit-bench concurrent --clients 64 --seconds 10")]
+    Concurrent(concurrent::ConcurrentArgs),
+    /// One system's history at a million events: HTTP and store latency.
+    ///
+    /// Preloads --events events through Store::append in batches of 10000,
+    /// then GETs /v1/systems/{system}/events?limit=100 for random systems,
+    /// sequentially, and times the same query directly against the store.
+    /// Target: p99 ≤ 2 ms over HTTP.
+    #[command(
+        after_help = "Example:\n  patchaudit-bench history --events 1000000 --requests 2000"
+    )]
+    History(history::HistoryArgs),
+    /// Every benchmark in turn, with one summary table.
+    #[command(after_help = "Example:\n  patchaudit-bench all --markdown docs/benchmarks-run.md")]
+    All(AllArgs),
+}
+
+/// The options of `all`: those of each benchmark, prefixed where they clash.
+#[derive(Debug, Args)]
+struct AllArgs {
+    /// ingest: events per run.
+    #[arg(long, default_value_t = 200_000)]
+    ingest_events: u64,
+    /// ingest: events per request.
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+    /// ingest: repetitions; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// concurrent: clients sending at once.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// concurrent: seconds to measure.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// concurrent: measure this many requests instead of a fixed time.
+    #[arg(long)]
+    concurrent_requests: Option<u64>,
+    /// concurrent: also measure the diagnostic TCP_NODELAY server variant.
+    #[arg(long)]
+    nodelay_diagnostic: bool,
+    /// history: events to preload.
+    #[arg(long, default_value_t = 1_000_000)]
+    history_events: u64,
+    /// history: measured queries.
+    #[arg(long, default_value_t = 2_000)]
+    history_requests: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let work_dir = cli.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("creating the work directory {}", work_dir.display()))?;
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; build with --release for meaningful numbers");
+    }
+    let machine = machine::Machine::describe(&work_dir, &cli.sqlite3)?;
+    let gen = gen::Generator::new(cli.seed);
+
+    let mut report = report::Report::default();
+    match &cli.command {
+        Command::Ingest(a) => report.extend(ingest::run(&gen, a, &cli.sqlite3, &work_dir).await?),
+        Command::Concurrent(a) => report.extend(concurrent::run(&gen, a, &work_dir).await?),
+        Command::History(a) => report.extend(history::run(&gen, a, &work_dir).await?),
+        Command::All(a) => {
+            let ingest = ingest::IngestArgs {
+                events: a.ingest_events,
+                batch: a.batch,
+                runs: a.runs,
+            };
+            let concurrent = concurrent::ConcurrentArgs {
+                clients: a.clients,
+                seconds: a.seconds,
+                requests: a.concurrent_requests,
+                warmup: 640,
+                nodelay_diagnostic: a.nodelay_diagnostic,
+            };
+            let history = history::HistoryArgs {
+                events: a.history_events,
+                requests: a.history_requests,
+                warmup: 200,
+                limit: 100,
+            };
+            report.extend(ingest::run(&gen, &ingest, &cli.sqlite3, &work_dir).await?);
+            report.extend(concurrent::run(&gen, &concurrent, &work_dir).await?);
+            report.extend(history::run(&gen, &history, &work_dir).await?);
+        }
+    }
+    report.notes.push(format!("workload seed: {}", cli.seed));
+
+    println!("{}", report.to_text(&machine));
+    if let Some(path) = &cli.markdown {
+        let command = std::iter::once("patchaudit-bench".to_owned())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" ");
+        report.write_markdown(path, &machine, &command)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The real patchaudit server, started in-process on a loopback port.
+
+use anyhow::Context;
+use patchaudit_server::{AppState, ServerConfig};
+use patchaudit_store::{SqliteOptions, SqliteStore, Store};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Opens a ledger at `path` with the default (production) options:
+/// WAL mode and `synchronous=FULL`.
+pub fn open_store(path: &Path) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(path, SqliteOptions::default())
+        .with_context(|| format!("opening the ledger at {}", path.display()))
+}
+
+/// How the server is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Exactly as shipped: `patchaudit_server::run` on a plain listener.
+    Shipped,
+    /// A diagnostic variant: the same router, served the same way, but with
+    /// `TCP_NODELAY` set on every accepted connection. It isolates the cost
+    /// of Nagle's algorithm on the server's sockets and is never reported as
+    /// the product's result.
+    NoDelay,
+}
+
+/// A server running on a task of the current runtime.
+pub struct RunningServer {
+    /// The base URL, such as `http://127.0.0.1:41234`.
+    pub base: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Serves `store` with the default configuration on `127.0.0.1:0`, via
+    /// `patchaudit_server::run`, exactly as `patchaudit serve` does.
+    pub async fn start(store: Arc<dyn Store>) -> anyhow::Result<RunningServer> {
+        Self::start_flavor(store, Flavor::Shipped).await
+    }
+
+    /// Serves `store` on `127.0.0.1:0` in the given [`Flavor`].
+    pub async fn start_flavor(
+        store: Arc<dyn Store>,
+        flavor: Flavor,
+    ) -> anyhow::Result<RunningServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a loopback port for the server")?;
+        let addr = listener
+            .local_addr()
+            .context("reading the server's address")?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let state = AppState::new(store, ServerConfig::default());
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        let task = match flavor {
+            Flavor::Shipped => tokio::spawn(patchaudit_server::run(listener, state, shutdown)),
+            Flavor::NoDelay => {
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    // Best effort: a socket that refuses it just keeps Nagle.
+                    let _ = tcp.set_nodelay(true);
+                });
+                let app = patchaudit_server::router(state);
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                })
+            }
+        };
+        Ok(RunningServer {
+            base: format!("http://{addr}"),
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Asks the server to finish its requests in flight and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .context("the server did not stop within 30 s")?
+            .context("the server task panicked")?
+            .context("the server failed")
+    }
+}
+
+/// An HTTP client for the benchmarks: no proxy, keep-alive, and an idle
+/// pool large enough for `connections` concurrent requests.
+pub fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(connections.max(1))
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("building the HTTP client")
+}
