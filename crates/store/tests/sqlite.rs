@@ -113,3 +113,37 @@ fn an_unwritable_path_is_a_clear_open_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_wal_is_checkpointed_in_the_background() {
+    // The writer's own checkpoint only starts past ~80 MiB of WAL, far more
+    // than this test writes, so the database file grows only if the
+    // background checkpointer copies the WAL into it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let empty = std::fs::metadata(&path).unwrap().len();
+    for b in 0..20 {
+        let batch = (0..250)
+            .map(|i| {
+                let mut e = event(&format!("host-{i}"), "KB1", b * 250 + i, Status::Success);
+                e.detail = Some("x".repeat(200));
+                e
+            })
+            .collect();
+        store.append(batch, "").await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let size = std::fs::metadata(&path).unwrap().len();
+        if size > empty + 1_000_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {size} bytes: nothing checkpointed the WAL"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.len().await.unwrap(), 5000);
+}

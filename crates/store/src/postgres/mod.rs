@@ -133,6 +133,10 @@ fn pg_error(e: &writer::GroupError) -> StoreError {
     match e {
         writer::GroupError::Pool(p) => pool_error(p),
         writer::GroupError::Db(d) => db_error(d),
+        writer::GroupError::Store(e) => match e {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            other => StoreError::Internal(other.to_string()),
+        },
     }
 }
 

@@ -20,11 +20,11 @@
 
 use super::{pg_error, to_datetime};
 use crate::derived::Derived;
-use crate::group::{self, Handle, Request};
+use crate::group::{self, Handle, Known, PlannedRow, Request};
 use crate::{Appended, StoreError};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
-use patchaudit_domain::{NewEvent, Timestamp};
+use patchaudit_domain::Timestamp;
 use std::collections::HashMap;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -62,6 +62,7 @@ pub(super) fn spawn(pool: Pool, max_group_events: usize) -> Handle {
 pub(super) enum GroupError {
     Pool(deadpool_postgres::PoolError),
     Db(tokio_postgres::Error),
+    Store(StoreError),
 }
 
 impl From<tokio_postgres::Error> for GroupError {
@@ -75,7 +76,7 @@ fn is_missing_partition(e: &GroupError) -> bool {
         GroupError::Db(e) => e
             .as_db_error()
             .is_some_and(|d| d.message().contains("no partition of relation")),
-        GroupError::Pool(_) => false,
+        GroupError::Pool(_) | GroupError::Store(_) => false,
     }
 }
 
@@ -100,12 +101,6 @@ const COPY_TYPES: [Type; 18] = [
     Type::BYTEA,
 ];
 
-struct Known {
-    seq: i64,
-    hash: Vec<u8>,
-    recorded_at: Timestamp,
-}
-
 async fn run_group(
     pool: &Pool,
     group: &[Request],
@@ -127,6 +122,8 @@ async fn run_group(
             .max(last.map_or(i64::MIN, |t| t.timestamp_micros())),
     );
 
+    // Every key of the group in one query, looked up under the head lock so
+    // that keys committed by other instances are visible.
     let ids: Vec<&str> = group
         .iter()
         .flat_map(|r| {
@@ -155,89 +152,25 @@ async fn run_group(
             );
         }
     }
+    let plan = group::plan(group, start, now, |id| Ok(known.get(id).cloned()))
+        .map_err(GroupError::Store)?;
 
-    // Decide each request in order, in memory.
-    let mut next = start;
-    let mut results = Vec::with_capacity(group.len());
-    let mut rows: Vec<(i64, &NewEvent, [u8; 32], &str)> = Vec::new();
-    let mut derived = Derived::default();
-    for req in group {
-        let mut out = Vec::with_capacity(req.batch.len());
-        let mut mine: Vec<(i64, &NewEvent, [u8; 32])> = Vec::new();
-        let mut fresh: HashMap<&str, (i64, [u8; 32])> = HashMap::new();
-        let mut conflict = None;
-        for (index, ev) in req.batch.iter().enumerate() {
-            let digest = ev.content_digest();
-            if let Some(id) = &ev.event_id {
-                let prior = known
-                    .get(id.as_str())
-                    .map(|k| (k.seq, k.hash.as_slice() == digest.as_slice(), k.recorded_at))
-                    .or_else(|| fresh.get(id.as_str()).map(|(s, d)| (*s, *d == digest, now)));
-                if let Some((seq, same, recorded_at)) = prior {
-                    if same {
-                        out.push(Appended {
-                            seq: seq as u64,
-                            recorded_at,
-                            duplicate: true,
-                        });
-                        continue;
-                    }
-                    conflict = Some(StoreError::Conflict {
-                        index,
-                        event_id: id.as_str().to_owned(),
-                        existing_seq: seq as u64,
-                    });
-                    break;
-                }
-                fresh.insert(id.as_str(), (next + mine.len() as i64, digest));
-            }
-            let seq = next + mine.len() as i64;
-            mine.push((seq, ev, digest));
-            out.push(Appended {
-                seq: seq as u64,
-                recorded_at: now,
-                duplicate: false,
-            });
-        }
-        match conflict {
-            Some(e) => results.push(Err(e)),
-            None => {
-                next += mine.len() as i64;
-                for (seq, ev, digest) in mine {
-                    if let Some(id) = &ev.event_id {
-                        known.insert(
-                            id.as_str().to_owned(),
-                            Known {
-                                seq,
-                                hash: digest.to_vec(),
-                                recorded_at: now,
-                            },
-                        );
-                    }
-                    derived.add(seq, ev);
-                    rows.push((seq, ev, digest, req.recorded_by.as_str()));
-                }
-                results.push(Ok(out));
-            }
-        }
-    }
-
-    if !rows.is_empty() {
-        write_rows(&tx, &rows, now).await?;
-        write_derived(&tx, &derived).await?;
+    if !plan.rows.is_empty() {
+        write_rows(&tx, &plan.rows, now).await?;
+        write_derived(&tx, &plan.derived).await?;
         tx.execute(
             "UPDATE ledger_head SET next_seq = $1, last_recorded_at = $2",
-            &[&next, &to_datetime(now)],
+            &[&plan.next_seq, &to_datetime(now)],
         )
         .await?;
     }
     tx.commit().await?;
-    Ok(results)
+    Ok(plan.results)
 }
 
 async fn write_rows(
     tx: &tokio_postgres::Transaction<'_>,
-    rows: &[(i64, &NewEvent, [u8; 32], &str)],
+    rows: &[PlannedRow<'_>],
     now: Timestamp,
 ) -> Result<(), tokio_postgres::Error> {
     let sink = tx
@@ -250,7 +183,13 @@ async fn write_rows(
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     pin_mut!(writer);
     let recorded_at = to_datetime(now);
-    for (seq, ev, digest, by) in rows {
+    for PlannedRow {
+        seq,
+        event: ev,
+        digest,
+        recorded_by: by,
+    } in rows
+    {
         let cves: Option<Vec<&str>> =
             (!ev.cves.is_empty()).then(|| ev.cves.iter().map(|c| c.as_str()).collect());
         let applied = to_datetime(ev.applied_at);
@@ -279,14 +218,14 @@ async fn write_rows(
     }
     writer.finish().await?;
 
-    let keyed: Vec<_> = rows.iter().filter(|r| r.1.event_id.is_some()).collect();
+    let keyed: Vec<_> = rows.iter().filter(|r| r.event.event_id.is_some()).collect();
     if !keyed.is_empty() {
         let ids: Vec<&str> = keyed
             .iter()
-            .filter_map(|r| r.1.event_id.as_ref().map(|i| i.as_str()))
+            .filter_map(|r| r.event.event_id.as_ref().map(|i| i.as_str()))
             .collect();
-        let seqs: Vec<i64> = keyed.iter().map(|r| r.0).collect();
-        let hashes: Vec<&[u8]> = keyed.iter().map(|r| r.2.as_slice()).collect();
+        let seqs: Vec<i64> = keyed.iter().map(|r| r.seq).collect();
+        let hashes: Vec<&[u8]> = keyed.iter().map(|r| r.digest.as_slice()).collect();
         tx.execute(
             "INSERT INTO event_ids (event_id, seq, content_hash, recorded_at) \
              SELECT i, s, h, $4 FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(i, s, h)",

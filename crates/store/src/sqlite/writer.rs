@@ -1,15 +1,20 @@
 //! The single writer and its group commit.
 //!
 //! Appends are queued to one thread that owns the write connection. Each
-//! turn it takes everything waiting (up to a cap), runs each request inside
-//! its own SAVEPOINT of one IMMEDIATE transaction, and commits once. A
-//! request that fails (an idempotency conflict) is rolled back to its
-//! savepoint alone; the others still commit. Replies are sent only after the
-//! commit returned, so an acknowledgement always means "durable".
+//! turn it takes everything waiting (up to a cap) and commits it in one
+//! IMMEDIATE transaction: `group::plan` first decides, request by request,
+//! what is new, what is a duplicate and which requests conflict (those are
+//! left out whole), then the new events are inserted and the summaries
+//! upserted once for the whole group. Replies are sent only after the commit
+//! returned, so an acknowledgement always means "durable".
+//!
+//! The writer never checkpoints the WAL itself (see `checkpointer`), so a
+//! commit costs its WAL append and fsync, not an occasional copy of the WAL
+//! into the database file.
 
 use super::internal;
 use crate::derived::Derived;
-use crate::group::{self, Handle, Request};
+use crate::group::{self, Handle, Known, PlannedRow, Request};
 use crate::{Appended, StoreError};
 use patchaudit_domain::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -45,7 +50,7 @@ fn run_group(
         .map_err(internal)?;
     // Read the head inside the write lock, so another process appending to
     // the same file (a CLI beside a server) can never make seq collide.
-    let (mut next_seq, last_recorded): (i64, Option<i64>) = tx
+    let (next_seq, last_recorded): (i64, Option<i64>) = tx
         .query_row(
             "SELECT seq + 1, recorded_at FROM events ORDER BY seq DESC LIMIT 1",
             [],
@@ -62,37 +67,35 @@ fn run_group(
             .max(last_recorded.unwrap_or(i64::MIN)),
     );
 
-    let mut results = Vec::with_capacity(group.len());
-    for req in group {
-        tx.execute_batch("SAVEPOINT request").map_err(internal)?;
-        let start = next_seq;
-        match apply(&tx, req, &mut next_seq, now) {
-            Ok(appended) => {
-                tx.execute_batch("RELEASE request").map_err(internal)?;
-                results.push(Ok(appended));
-            }
-            Err(e) => {
-                tx.execute_batch("ROLLBACK TO request; RELEASE request")
-                    .map_err(internal)?;
-                next_seq = start;
-                results.push(Err(e));
-            }
-        }
-    }
-    tx.commit().map_err(internal)?;
-    Ok(results)
-}
-
-fn apply(
-    tx: &rusqlite::Transaction<'_>,
-    req: &Request,
-    next_seq: &mut i64,
-    now: Timestamp,
-) -> Result<Vec<Appended>, StoreError> {
-    let mut out = Vec::with_capacity(req.batch.len());
     let mut lookup = tx
         .prepare_cached("SELECT seq, content_hash, recorded_at FROM events WHERE event_id = ?")
         .map_err(internal)?;
+    let plan = group::plan(group, next_seq, now, |id| {
+        lookup
+            .query_row([id], |r| {
+                Ok(Known {
+                    seq: r.get(0)?,
+                    hash: r.get(1)?,
+                    recorded_at: Timestamp::from_micros(r.get(2)?),
+                })
+            })
+            .optional()
+            .map_err(internal)
+    })?;
+    drop(lookup);
+    if !plan.rows.is_empty() {
+        insert_rows(&tx, &plan.rows, now)?;
+        upsert_derived(&tx, &plan.derived)?;
+    }
+    tx.commit().map_err(internal)?;
+    Ok(plan.results)
+}
+
+fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[PlannedRow<'_>],
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let mut insert = tx
         .prepare_cached(
             "INSERT INTO events (seq, event_id, patch_id, system, applied_at, status, package, \
@@ -101,32 +104,8 @@ fn apply(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )
         .map_err(internal)?;
-    let mut derived = Derived::default();
-
-    for (index, ev) in req.batch.iter().enumerate() {
-        let digest = ev.content_digest();
-        if let Some(id) = &ev.event_id {
-            let found: Option<(i64, Vec<u8>, i64)> = lookup
-                .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
-                .map_err(internal)?;
-            if let Some((seq, hash, recorded_at)) = found {
-                if hash.as_slice() == digest.as_slice() {
-                    out.push(Appended {
-                        seq: seq as u64,
-                        recorded_at: Timestamp::from_micros(recorded_at),
-                        duplicate: true,
-                    });
-                    continue;
-                }
-                return Err(StoreError::Conflict {
-                    index,
-                    event_id: id.as_str().to_owned(),
-                    existing_seq: seq as u64,
-                });
-            }
-        }
-        let seq = *next_seq;
+    for row in rows {
+        let ev = row.event;
         let cves = (!ev.cves.is_empty()).then(|| {
             ev.cves
                 .iter()
@@ -136,7 +115,7 @@ fn apply(
         });
         insert
             .execute(params![
-                seq,
+                row.seq,
                 ev.event_id.as_ref().map(|e| e.as_str()),
                 ev.patch_id.as_str(),
                 ev.system.as_str(),
@@ -152,20 +131,15 @@ fn apply(
                 ev.reboot_required,
                 ev.change_ref,
                 now.as_micros(),
-                req.recorded_by,
-                &digest[..],
+                row.recorded_by,
+                &row.digest[..],
             ])
             .map_err(internal)?;
-        *next_seq += 1;
-        out.push(Appended {
-            seq: seq as u64,
-            recorded_at: now,
-            duplicate: false,
-        });
-
-        derived.add(seq, ev);
     }
+    Ok(())
+}
 
+fn upsert_derived(tx: &rusqlite::Transaction<'_>, derived: &Derived) -> Result<(), StoreError> {
     let mut up_sys = tx
         .prepare_cached(
             "INSERT INTO systems (system, first_seq, last_seq, last_applied_at, n_success, n_failure, n_rolled_back) \
@@ -219,5 +193,5 @@ fn apply(
             ])
             .map_err(internal)?;
     }
-    Ok(out)
+    Ok(())
 }
