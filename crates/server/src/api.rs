@@ -347,18 +347,34 @@ impl ListFormat {
         }
     }
 
+    /// Picks the format the client prefers among those offered, by the
+    /// q-values of its Accept header (RFC 9110 §12.5.1); JSON when nothing
+    /// offered is acceptable or the header is absent.
     fn from_accept(headers: &HeaderMap) -> Self {
         let accept = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if accept.contains("application/x-ndjson") || accept.contains("application/ndjson") {
-            ListFormat::Ndjson
-        } else if accept.contains("text/csv") {
-            ListFormat::Csv
-        } else {
-            ListFormat::Json
+        let mut best: Option<(f32, usize, ListFormat)> = None;
+        for (position, range) in accept.split(',').enumerate() {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|v| v.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let format = match media.as_str() {
+                "application/x-ndjson" | "application/ndjson" => ListFormat::Ndjson,
+                "text/csv" => ListFormat::Csv,
+                "application/json" => ListFormat::Json,
+                _ => continue,
+            };
+            // Highest q wins; on a tie, the range listed first.
+            if q > 0.0 && best.is_none_or(|(bq, _, _)| q > bq) {
+                best = Some((q, position, format));
+            }
         }
+        best.map_or(ListFormat::Json, |(_, _, f)| f)
     }
 
     fn content_type(self) -> &'static str {
@@ -949,4 +965,39 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(accept: &str) -> ListFormat {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+        ListFormat::from_accept(&h)
+    }
+
+    #[test]
+    fn accept_honours_q_values() {
+        assert_eq!(pick("text/csv"), ListFormat::Csv);
+        assert_eq!(pick("application/x-ndjson"), ListFormat::Ndjson);
+        assert_eq!(pick("application/json, text/csv;q=0.1"), ListFormat::Json);
+        assert_eq!(
+            pick("text/csv;q=0"),
+            ListFormat::Json,
+            "q=0 means not acceptable"
+        );
+        assert_eq!(
+            pick("application/json;q=0.5, text/csv;q=0.9"),
+            ListFormat::Csv
+        );
+        assert_eq!(
+            pick("text/csv, application/x-ndjson"),
+            ListFormat::Csv,
+            "ties go to the first"
+        );
+        assert_eq!(pick("TEXT/CSV ; q=1"), ListFormat::Csv);
+        assert_eq!(pick("*/*"), ListFormat::Json);
+        assert_eq!(pick("text/html"), ListFormat::Json);
+    }
 }
