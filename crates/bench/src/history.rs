@@ -12,7 +12,7 @@ use crate::stats::{fmt_count, fmt_duration, Latencies};
 use anyhow::{bail, ensure, Context};
 use clap::Args;
 use patchaudit_domain::{EventFilter, NewEvent, ValidationContext};
-use patchaudit_store::{SqliteStore, Store};
+use patchaudit_store::Store;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,16 +36,20 @@ pub struct HistoryArgs {
 }
 
 /// Events per `Store::append` while preloading.
-const LOAD_BATCH: u64 = 10_000;
+pub const LOAD_BATCH: u64 = 10_000;
 
 /// Fills the store with events `0..n`, generating batches on a separate
 /// thread while the previous batch is written. Returns the wall time and
-/// the time spent inside `append`.
-async fn preload(
+/// the time spent inside `append` and the number of events loaded. Progress
+/// goes to stderr under `tag`. With a `budget`, loading stops after the first
+/// batch that ends past it, provided at least `min_events` are loaded.
+pub async fn preload<S: Store + ?Sized>(
     gen: &Generator,
-    store: &SqliteStore,
+    store: &S,
     n: u64,
-) -> anyhow::Result<(Duration, Duration)> {
+    tag: &str,
+    budget: Option<(Duration, u64)>,
+) -> anyhow::Result<(Duration, Duration, u64)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<NewEvent>>>(2);
     let producer_gen = gen.clone();
     let producer = std::thread::Builder::new()
@@ -87,20 +91,33 @@ async fn preload(
         loaded += len;
         if loaded >= next_report || loaded == n {
             eprintln!(
-                "[history] loaded {} / {} events ({:.0} s)",
+                "[{tag}] loaded {} / {} events ({:.0} s)",
                 fmt_count(loaded as f64),
                 fmt_count(n as f64),
                 wall.elapsed().as_secs_f64()
             );
             next_report += 100_000;
         }
+        if budget.is_some_and(|(b, min)| loaded >= min && loaded < n && wall.elapsed() >= b) {
+            eprintln!(
+                "[{tag}] stopping the preload at {} events: the {:.0} s load budget is spent",
+                fmt_count(loaded as f64),
+                wall.elapsed().as_secs_f64()
+            );
+            break;
+        }
     }
     let wall = wall.elapsed();
+    // Closing the channel stops the generator after its current batch.
+    drop(rx);
     if producer.join().is_err() {
         bail!("the generator thread panicked");
     }
-    ensure!(loaded == n, "loaded {loaded} events, expected {n}");
-    Ok((wall, in_append))
+    ensure!(
+        loaded == n || budget.is_some(),
+        "loaded {loaded} events, expected {n}"
+    );
+    Ok((wall, in_append, loaded))
 }
 
 /// Runs the `history` benchmark.
@@ -120,7 +137,7 @@ pub async fn run(gen: &Generator, args: &HistoryArgs, work_dir: &Path) -> anyhow
         fmt_count(args.events as f64),
         fmt_count(LOAD_BATCH as f64)
     );
-    let (load_wall, load_append) = preload(gen, &store, args.events).await?;
+    let (load_wall, load_append, _) = preload(gen, &store, args.events, "history", None).await?;
     // Every aligned block of SYSTEMS events holds each system once.
     let per_system = (args.events / SYSTEMS, args.events.div_ceil(SYSTEMS));
     let expected_page = |n: usize| {

@@ -9,7 +9,11 @@
 //!   and tail latency;
 //! - `history`: one system's history read from a ledger of a million events,
 //!   over HTTP and directly from the store;
-//! - `all`: every one of them, with one summary table.
+//! - `postgres`: the PostgreSQL store: ingest against `psql \copy` and
+//!   against one autocommitted INSERT per event, history at ten million
+//!   events, and two server instances on one schema against one;
+//! - `all`: every one of them, with one summary table (`postgres` only with
+//!   `--with-postgres`).
 //!
 //! The workload is a pure function of `--seed` (see [`gen`]), so two runs
 //! with the same seed send the same events. Nothing here is part of the test
@@ -22,6 +26,7 @@ mod gen;
 mod history;
 mod ingest;
 mod machine;
+mod postgres;
 mod report;
 mod server;
 mod stats;
@@ -91,8 +96,27 @@ enum Command {
         after_help = "Example:\n  patchaudit-bench history --events 1000000 --requests 2000"
     )]
     History(history::HistoryArgs),
+    /// The PostgreSQL store: ingest, history, and several instances.
+    ///
+    /// Needs a PostgreSQL server (default: PATCHAUDIT_TEST_PG_URL or
+    /// postgres://postgres@127.0.0.1:5432/postgres). Each part works in a
+    /// fresh schema migrated by PgStore and dropped afterwards, also on error
+    /// or Ctrl-C. Parts: `ingest` (NDJSON over HTTP against psql \copy of the
+    /// same rows, target ≥ 0.5×), `insert` (against one autocommitted INSERT
+    /// per event, target ≥ 10×), `history` (GET one system's events at
+    /// --pg-history-events, target p99 ≤ 5 ms; the preload stops at
+    /// --pg-history-budget-secs if it must, and the report says so) and
+    /// `multi` (two server instances on one schema against one, same load).
+    #[command(
+        after_help = "Examples:\n  patchaudit-bench postgres\n  patchaudit-bench postgres --pg-history-events 2000000 --pg-multi-seconds 10\n  patchaudit-bench postgres --pg-only ingest,insert --pg-runs 5"
+    )]
+    Postgres(postgres::PgArgs),
     /// Every benchmark in turn, with one summary table.
-    #[command(after_help = "Example:\n  patchaudit-bench all --markdown docs/benchmarks-run.md")]
+    ///
+    /// The PostgreSQL benchmarks are included only with --with-postgres.
+    #[command(
+        after_help = "Examples:\n  patchaudit-bench all --markdown docs/benchmarks-run.md\n  patchaudit-bench all --with-postgres --pg-history-events 2000000"
+    )]
     All(AllArgs),
 }
 
@@ -126,6 +150,12 @@ struct AllArgs {
     /// history: measured queries.
     #[arg(long, default_value_t = 2_000)]
     history_requests: usize,
+    /// Also run the `postgres` benchmark (needs a PostgreSQL server).
+    #[arg(long)]
+    with_postgres: bool,
+    /// The options of the `postgres` benchmark, used with --with-postgres.
+    #[command(flatten)]
+    postgres: postgres::PgArgs,
 }
 
 #[tokio::main]
@@ -145,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingest(a) => report.extend(ingest::run(&gen, a, &cli.sqlite3, &work_dir).await?),
         Command::Concurrent(a) => report.extend(concurrent::run(&gen, a, &work_dir).await?),
         Command::History(a) => report.extend(history::run(&gen, a, &work_dir).await?),
+        Command::Postgres(a) => report.extend(postgres::run(&gen, a, &work_dir).await?),
         Command::All(a) => {
             let ingest = ingest::IngestArgs {
                 events: a.ingest_events,
@@ -167,6 +198,9 @@ async fn main() -> anyhow::Result<()> {
             report.extend(ingest::run(&gen, &ingest, &cli.sqlite3, &work_dir).await?);
             report.extend(concurrent::run(&gen, &concurrent, &work_dir).await?);
             report.extend(history::run(&gen, &history, &work_dir).await?);
+            if a.with_postgres {
+                report.extend(postgres::run(&gen, &a.postgres, &work_dir).await?);
+            }
         }
     }
     report.notes.push(format!("workload seed: {}", cli.seed));
