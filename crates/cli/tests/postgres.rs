@@ -4,9 +4,7 @@
 mod common;
 
 use common::{Server, ThrowawayPg};
-use patchaudit_store::conformance::{
-    create_schema, drop_schema, fresh_schema_name, pg_reachable, pg_test_url,
-};
+use patchaudit_store::conformance::{pg_reachable, pg_test_url, TestSchema};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -55,8 +53,8 @@ async fn two_server_processes_write_one_correct_ledger() {
     if !pg_reachable() {
         return;
     }
-    let schema = fresh_schema_name();
-    create_schema(&schema).await;
+    let guard = TestSchema::create().await;
+    let schema = guard.name();
     let url = format!("{}?options=-c%20search_path%3D{schema}", pg_test_url());
 
     let dir = tempfile::tempdir().unwrap();
@@ -133,8 +131,9 @@ async fn two_server_processes_write_one_correct_ledger() {
         .unwrap();
     assert_eq!(r.status(), 409);
 
+    // Stop the servers before the guard drops the schema.
     drop((a, b));
-    drop_schema(&schema).await;
+    drop(guard);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -659,3 +659,58 @@ pub async fn create_schema(schema: &str) {
         .await
         .expect("creating a test schema");
 }
+
+/// A test schema that is dropped when the guard goes out of scope, even when
+/// the test panics, so no run leaves schemas behind.
+pub struct TestSchema {
+    name: String,
+}
+
+impl TestSchema {
+    /// A fresh schema name, not yet created (a `PgStore` with this schema
+    /// creates it when it migrates).
+    pub fn new() -> TestSchema {
+        TestSchema {
+            name: fresh_schema_name(),
+        }
+    }
+
+    /// A fresh schema, created now.
+    pub async fn create() -> TestSchema {
+        let s = TestSchema::new();
+        create_schema(&s.name).await;
+        s
+    }
+
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Default for TestSchema {
+    fn default() -> Self {
+        TestSchema::new()
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        // Drop cannot await, and may run inside a runtime: drop the schema on
+        // a thread of its own with a runtime of its own.
+        let name = std::mem::take(&mut self.name);
+        let done = std::thread::spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(drop_schema(&name)),
+                Err(e) => eprintln!("could not drop test schema {name}: {e}"),
+            }
+        })
+        .join();
+        if done.is_err() {
+            eprintln!("dropping a test schema panicked");
+        }
+    }
+}

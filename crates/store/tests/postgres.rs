@@ -3,15 +3,13 @@
 //! own schema and drops it afterwards.
 
 use patchaudit_domain::Status;
-use patchaudit_store::conformance::{
-    drop_schema, event, fresh_schema_name, pg_reachable, pg_test_url, Fixture,
-};
+use patchaudit_store::conformance::{event, pg_reachable, pg_test_url, Fixture, TestSchema};
 use patchaudit_store::{PgOptions, PgStore, Store, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
 
 struct PgFixture {
-    schema: String,
+    schema: TestSchema,
     store: Arc<dyn Store>,
 }
 
@@ -20,8 +18,9 @@ impl Fixture for PgFixture {
         self.store.clone()
     }
     async fn teardown(self) {
+        // Dropping the guard drops the schema.
         drop(self.store);
-        drop_schema(&self.schema).await;
+        drop(self.schema);
     }
 }
 
@@ -37,8 +36,8 @@ async fn pg_fixture() -> Option<PgFixture> {
     if !pg_reachable() {
         return None;
     }
-    let schema = fresh_schema_name();
-    let store = PgStore::connect(&pg_test_url(), options(&schema))
+    let schema = TestSchema::new();
+    let store = PgStore::connect(&pg_test_url(), options(schema.name()))
         .await
         .unwrap();
     Some(PgFixture {
@@ -68,7 +67,7 @@ async fn the_database_itself_refuses_updates_deletes_and_truncate() {
         .append(vec![event("s", "P", 0, Status::Success)], "")
         .await
         .unwrap();
-    let c = raw_client(&f.schema).await;
+    let c = raw_client(f.schema.name()).await;
     for sql in [
         "UPDATE events SET status = 'failure'",
         "DELETE FROM events",
@@ -85,13 +84,13 @@ async fn the_database_itself_refuses_updates_deletes_and_truncate() {
 #[tokio::test]
 async fn events_are_partitioned_by_month_with_partitions_ahead() {
     let Some(f) = pg_fixture().await else { return };
-    let c = raw_client(&f.schema).await;
+    let c = raw_client(f.schema.name()).await;
     let rows = c
         .query(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
              JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace \
              WHERE p.relname = 'events' AND n.nspname = $1 ORDER BY 1",
-            &[&f.schema],
+            &[&f.schema.name()],
         )
         .await
         .unwrap();
@@ -118,7 +117,8 @@ async fn concurrent_starts_migrate_once() {
     if !pg_reachable() {
         return;
     }
-    let schema = fresh_schema_name();
+    let guard = TestSchema::new();
+    let schema = guard.name().to_owned();
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let schema = schema.clone();
@@ -140,7 +140,6 @@ async fn concurrent_starts_migrate_once() {
         versions,
         (1..=patchaudit_store::conformance::pg_schema_version()).collect::<Vec<_>>()
     );
-    drop_schema(&schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +147,7 @@ async fn two_instances_share_one_dense_ledger() {
     let Some(f) = pg_fixture().await else { return };
     // A second instance on the same schema, as a second server process would be.
     let other: Arc<dyn Store> = Arc::new(
-        PgStore::connect(&pg_test_url(), options(&f.schema))
+        PgStore::connect(&pg_test_url(), options(f.schema.name()))
             .await
             .unwrap(),
     );
