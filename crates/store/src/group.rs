@@ -43,6 +43,9 @@ impl Handle {
         batch: Vec<NewEvent>,
         recorded_by: String,
     ) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request {

@@ -5,6 +5,12 @@ use patchaudit_domain::{
     CveId, EventId, NewEvent, PatchId, RecordedEvent, Status, SystemId, Timestamp,
 };
 
+/// The columns every event query selects, in the order [`EventRow`] is read.
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, event_id, patch_id, system, applied_at, status, package, \
+     from_version, to_version, source, actor, detail, cves, reboot_required, change_ref, \
+     recorded_at, recorded_by";
+
 /// An event's columns as a backend read them, before they are trusted.
 pub(crate) struct EventRow {
     pub seq: i64,

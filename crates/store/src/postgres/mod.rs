@@ -10,7 +10,7 @@
 mod schema;
 mod writer;
 
-use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue};
+use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue, EVENT_COLUMNS};
 use crate::{Appended, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -255,10 +255,6 @@ impl PgStore {
     }
 }
 
-const EVENT_COLUMNS: &str = "seq, event_id, patch_id, system, applied_at, status, package, \
-     from_version, to_version, source, actor, detail, cves, reboot_required, change_ref, \
-     recorded_at, recorded_by";
-
 fn row_to_event(r: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
     let get = |e: tokio_postgres::Error| StoreError::Corrupt(format!("unreadable event row: {e}"));
     EventRow {
@@ -326,9 +322,6 @@ impl Store for PgStore {
         batch: Vec<NewEvent>,
         recorded_by: &str,
     ) -> Result<Vec<Appended>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
         self.inner
             .writer
             .append(batch, recorded_by.to_owned())

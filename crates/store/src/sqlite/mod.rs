@@ -9,7 +9,7 @@
 mod schema;
 mod writer;
 
-use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue};
+use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue, EVENT_COLUMNS};
 use crate::{Appended, Store, StoreError};
 use async_trait::async_trait;
 use patchaudit_domain::{
@@ -214,11 +214,6 @@ pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// The columns every event query selects, in the order [`row_to_event`] reads them.
-const EVENT_COLUMNS: &str = "seq, event_id, patch_id, system, applied_at, status, package, \
-     from_version, to_version, source, actor, detail, cves, reboot_required, change_ref, \
-     recorded_at, recorded_by";
-
 /// Reads a row selected with [`EVENT_COLUMNS`].
 fn row_to_event(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
     let cves: Option<String> = row.get(12).map_err(internal)?;
@@ -270,9 +265,6 @@ impl Store for SqliteStore {
         batch: Vec<NewEvent>,
         recorded_by: &str,
     ) -> Result<Vec<Appended>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
         self.inner
             .writer
             .append(batch, recorded_by.to_owned())
