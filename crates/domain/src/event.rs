@@ -414,49 +414,59 @@ impl NewEvent {
     /// Two submissions with the same `event_id` are the same event exactly
     /// when these bytes are equal. Every field is written in a fixed order,
     /// length-prefixed, with an explicit marker for absence, so no two
-    /// different events share an encoding.
+    /// different events share an encoding. `docs/log-format.md` specifies it.
     pub fn canonical_content(&self) -> Vec<u8> {
-        fn text(out: &mut Vec<u8>, s: &str) {
-            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-        fn opt(out: &mut Vec<u8>, s: &Option<String>) {
-            match s {
-                None => out.push(0),
-                Some(s) => {
-                    out.push(1);
-                    text(out, s);
-                }
-            }
-        }
         let mut out = Vec::with_capacity(128);
         out.push(1); // encoding version
-        text(&mut out, self.patch_id.as_str());
-        text(&mut out, self.system.as_str());
+        self.write_content(&mut out);
+        out
+    }
+
+    /// Writes the content fields, from `patch_id` to `change_ref`, in the
+    /// encoding shared by the canonical content and the Merkle leaf.
+    fn write_content(&self, out: &mut Vec<u8>) {
+        put_text(out, self.patch_id.as_str());
+        put_text(out, self.system.as_str());
         out.extend_from_slice(&self.applied_at.as_micros().to_be_bytes());
         out.push(self.status.code());
-        opt(&mut out, &self.package);
-        opt(&mut out, &self.from_version);
-        opt(&mut out, &self.to_version);
-        opt(&mut out, &self.source);
-        opt(&mut out, &self.actor);
-        opt(&mut out, &self.detail);
+        put_opt(out, self.package.as_deref());
+        put_opt(out, self.from_version.as_deref());
+        put_opt(out, self.to_version.as_deref());
+        put_opt(out, self.source.as_deref());
+        put_opt(out, self.actor.as_deref());
+        put_opt(out, self.detail.as_deref());
         out.extend_from_slice(&(self.cves.len() as u32).to_be_bytes());
         for c in &self.cves {
-            text(&mut out, c.as_str());
+            put_text(out, c.as_str());
         }
         out.push(match self.reboot_required {
             None => 0,
             Some(false) => 1,
             Some(true) => 2,
         });
-        opt(&mut out, &self.change_ref);
-        out
+        put_opt(out, self.change_ref.as_deref());
     }
 
     /// SHA-256 of [`NewEvent::canonical_content`]: what idempotency compares.
     pub fn content_digest(&self) -> [u8; 32] {
         Sha256::digest(self.canonical_content()).into()
+    }
+}
+
+/// A string: its length in bytes as a big-endian u32, then its UTF-8 bytes.
+fn put_text(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// An optional string: 0x00 when absent, else 0x01 and the string.
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_text(out, s);
+        }
     }
 }
 
@@ -562,6 +572,26 @@ pub struct RecordedEvent {
     pub recorded_by: String,
     /// The submitted content.
     pub event: NewEvent,
+}
+
+impl RecordedEvent {
+    /// The version of the leaf encoding [`RecordedEvent::leaf_bytes`] writes.
+    pub const LEAF_FORMAT_VERSION: u8 = 1;
+
+    /// The event's leaf in the ledger's Merkle tree: every field, the
+    /// server-assigned ones included, in the encoding `docs/log-format.md`
+    /// specifies, so that another implementation can recompute it byte for
+    /// byte. The tree hashes it as an RFC 6962 leaf (`SHA-256(0x00 || leaf)`).
+    pub fn leaf_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        out.push(Self::LEAF_FORMAT_VERSION);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.recorded_at.as_micros().to_be_bytes());
+        put_text(&mut out, &self.recorded_by);
+        put_opt(&mut out, self.event.event_id.as_ref().map(|i| i.as_str()));
+        self.event.write_content(&mut out);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -848,6 +878,114 @@ mod tests {
             errors_of(with("reboot_required", text("yes"))),
             vec![("reboot_required".into(), ErrorCode::Type)]
         );
+    }
+
+    /// Pins both encodings byte for byte: a change here breaks every stored
+    /// digest and every Merkle root, so it must be a new format version.
+    #[test]
+    fn encodings_are_pinned() {
+        let mut e = NewEvent::parse(minimal(), &ctx()).unwrap();
+        e.event_id = Some(EventId::parse("e1").unwrap());
+        e.package = Some("kernel".into());
+        e.cves = vec![CveId::parse("CVE-2024-0001").unwrap()];
+        e.reboot_required = Some(true);
+        let mut want = vec![1u8];
+        let body = |w: &mut Vec<u8>| {
+            w.extend_from_slice(&[0, 0, 0, 9]);
+            w.extend_from_slice(b"KB5034441");
+            w.extend_from_slice(&[0, 0, 0, 6]);
+            w.extend_from_slice(b"web-01");
+            // 2024-12-31T10:00:00Z = 1735639200 s
+            w.extend_from_slice(&1_735_639_200_000_000i64.to_be_bytes());
+            w.push(0); // success
+            w.extend_from_slice(&[1, 0, 0, 0, 6]);
+            w.extend_from_slice(b"kernel");
+            w.extend_from_slice(&[0, 0, 0, 0, 0]); // from_version .. detail absent
+            w.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 13]);
+            w.extend_from_slice(b"CVE-2024-0001");
+            w.push(2); // reboot_required = true
+            w.push(0); // change_ref absent
+        };
+        body(&mut want);
+        assert_eq!(e.canonical_content(), want);
+
+        let r = RecordedEvent {
+            seq: 7,
+            recorded_at: Timestamp::from_micros(1_735_640_000_000_001),
+            recorded_by: "agent".into(),
+            event: e,
+        };
+        let mut leaf = vec![1u8];
+        leaf.extend_from_slice(&7u64.to_be_bytes());
+        leaf.extend_from_slice(&1_735_640_000_000_001i64.to_be_bytes());
+        leaf.extend_from_slice(&[0, 0, 0, 5]);
+        leaf.extend_from_slice(b"agent");
+        leaf.extend_from_slice(&[1, 0, 0, 0, 2]);
+        leaf.extend_from_slice(b"e1");
+        body(&mut leaf);
+        assert_eq!(r.leaf_bytes(), leaf);
+    }
+
+    /// The worked example in docs/log-format.md is this very leaf, so the
+    /// specification cannot drift from the code.
+    #[test]
+    fn the_documented_example_is_the_real_leaf() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/log-format.md"
+        ))
+        .expect("docs/log-format.md exists");
+        let example = doc
+            .split("## Example")
+            .nth(1)
+            .and_then(|s| s.split("```").nth(1))
+            .expect("an example block");
+        let hex: String = example
+            .lines()
+            .flat_map(|l| {
+                l.split_whitespace()
+                    .take_while(|w| w.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
+            .collect();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut e = NewEvent::parse(minimal(), &ctx()).unwrap();
+        e.event_id = Some(EventId::parse("e1").unwrap());
+        e.package = Some("kernel".into());
+        e.cves = vec![CveId::parse("CVE-2024-0001").unwrap()];
+        e.reboot_required = Some(true);
+        let r = RecordedEvent {
+            seq: 7,
+            recorded_at: Timestamp::from_micros(1_735_640_000_000_001),
+            recorded_by: "agent".into(),
+            event: e,
+        };
+        assert_eq!(bytes, r.leaf_bytes());
+    }
+
+    #[test]
+    fn leaves_differ_in_every_server_assigned_field() {
+        let r = RecordedEvent {
+            seq: 1,
+            recorded_at: Timestamp::from_micros(5),
+            recorded_by: String::new(),
+            event: NewEvent::parse(minimal(), &ctx()).unwrap(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(r.leaf_bytes());
+        let mut a = r.clone();
+        a.seq = 2;
+        let mut b = r.clone();
+        b.recorded_at = Timestamp::from_micros(6);
+        let mut c = r.clone();
+        c.recorded_by = "x".into();
+        let mut d = r.clone();
+        d.event.event_id = Some(EventId::parse("x").unwrap());
+        for v in [a, b, c, d] {
+            assert!(seen.insert(v.leaf_bytes()));
+        }
     }
 
     #[test]
