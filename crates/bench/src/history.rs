@@ -173,29 +173,10 @@ pub async fn run(gen: &Generator, args: &HistoryArgs, work_dir: &Path) -> anyhow
         let client = http_client(1)?;
         let mut samples = Vec::with_capacity(args.requests);
         for (n, name) in names.iter().enumerate() {
-            let url = format!(
-                "{}/v1/systems/{name}/events?limit={}",
-                server.base, args.limit
-            );
-            let t = Instant::now();
-            let resp = client
-                .get(&url)
-                .send()
-                .await
-                .context("GET a system's events")?;
-            let status = resp.status();
-            let body = resp.bytes().await.context("reading a system's events")?;
-            let took = t.elapsed();
-            if status != reqwest::StatusCode::OK {
-                bail!(
-                    "GET {url} answered {status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(1_000)])
-                );
-            }
+            let (url, took, body) =
+                timed_history_get(&client, &server.base, name, args.limit).await?;
             if n == 0 {
-                let page: serde_json::Value =
-                    serde_json::from_slice(&body).context("decoding a page of events")?;
-                let events = page["events"].as_array().cloned().unwrap_or_default();
+                let events = page_events(&body)?;
                 ensure!(
                     expected_page(events.len())
                         && events
@@ -334,4 +315,38 @@ pub async fn run(gen: &Generator, args: &HistoryArgs, work_dir: &Path) -> anyhow
             .to_owned(),
     );
     Ok(report)
+}
+
+/// One timed `GET /v1/systems/{system}/events?limit=N`: the URL, how long the
+/// whole answer took to arrive, and its body. Anything but a 200 is an error.
+pub async fn timed_history_get(
+    client: &reqwest::Client,
+    base: &str,
+    system: &str,
+    limit: usize,
+) -> anyhow::Result<(String, Duration, bytes::Bytes)> {
+    let url = format!("{base}/v1/systems/{system}/events?limit={limit}");
+    let t = Instant::now();
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .context("GET a system's events")?;
+    let status = resp.status();
+    let body = resp.bytes().await.context("reading a system's events")?;
+    let took = t.elapsed();
+    if status != reqwest::StatusCode::OK {
+        bail!(
+            "GET {url} answered {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(1_000)])
+        );
+    }
+    Ok((url, took, body))
+}
+
+/// The events of a JSON page.
+pub fn page_events(body: &[u8]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let page: serde_json::Value =
+        serde_json::from_slice(body).context("decoding a page of events")?;
+    Ok(page["events"].as_array().cloned().unwrap_or_default())
 }

@@ -7,7 +7,7 @@
 use crate::gen::Generator;
 use crate::report::{Report, Row};
 use crate::server::{http_client, open_store, RunningServer};
-use crate::stats::{fmt_count, median};
+use crate::stats::{alternate, fmt_count, fmt_counts, median};
 use anyhow::{bail, ensure, Context};
 use bytes::Bytes;
 use clap::Args;
@@ -296,43 +296,20 @@ pub async fn run(
     );
     let work = generate(gen, args, shared.path(), Timestamp::now())?;
 
-    let mut server_rates = Vec::new();
-    let mut baseline_rates = Vec::new();
-    for run in 0..args.runs {
-        // Alternate the order so neither side always runs on a warmer cache.
-        for side in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
-            if side == 0 {
-                let r = run_server(&work, args.events, work_dir).await?;
-                eprintln!(
-                    "[ingest] run {}/{}: server {} events/s",
-                    run + 1,
-                    args.runs,
-                    fmt_count(r)
-                );
-                server_rates.push(r);
-            } else {
-                let r = tokio::task::block_in_place(|| {
-                    run_baseline(&work, args.events, sqlite3, work_dir)
-                })?;
-                eprintln!(
-                    "[ingest] run {}/{}: sqlite3 .import {} rows/s",
-                    run + 1,
-                    args.runs,
-                    fmt_count(r)
-                );
-                baseline_rates.push(r);
-            }
-        }
-    }
+    let work = &work;
+    let (server_rates, baseline_rates) = alternate(
+        "ingest",
+        args.runs,
+        ("server", "sqlite3 .import"),
+        || run_server(work, args.events, work_dir),
+        || async move {
+            tokio::task::block_in_place(|| run_baseline(work, args.events, sqlite3, work_dir))
+        },
+    )
+    .await?;
     let server = median(&server_rates);
     let baseline = median(&baseline_rates);
     let ratio = server / baseline;
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|r| fmt_count(*r))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
 
     let mut report = Report::default();
     report.rows.push(
@@ -354,8 +331,8 @@ pub async fn run(
     );
     report.notes.push(format!(
         "ingest: per run, server {} events/s; sqlite3 .import {} rows/s. Bodies: {:.1} MB NDJSON, {:.1} MB CSV, generated before timing.",
-        list(&server_rates),
-        list(&baseline_rates),
+        fmt_counts(&server_rates),
+        fmt_counts(&baseline_rates),
         work.ndjson_bytes as f64 / 1e6,
         work.csv_bytes as f64 / 1e6
     ));

@@ -15,11 +15,11 @@
 //! fails or the run is interrupted with Ctrl-C.
 
 use crate::gen::{Generator, SYSTEMS};
-use crate::history::{preload, LOAD_BATCH};
+use crate::history::{page_events, preload, timed_history_get, LOAD_BATCH};
 use crate::ingest::EVENT_TABLE_COLUMNS;
 use crate::report::{Report, Row};
 use crate::server::{http_client, RunningServer};
-use crate::stats::{fmt_count, fmt_duration, median, Latencies};
+use crate::stats::{alternate, fmt_count, fmt_counts, fmt_duration, median, Latencies};
 use anyhow::{anyhow, bail, ensure, Context};
 use bytes::Bytes;
 use clap::Args;
@@ -488,40 +488,18 @@ async fn ingest(
         args.pg_batch
     );
     let work = generate(gen, args.pg_ingest_events, args.pg_batch, dir.path())?;
-    let mut server_rates = Vec::new();
-    let mut copy_rates = Vec::new();
-    for run in 0..args.pg_runs {
-        for side in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
-            if side == 0 {
-                let r = ingest_server_once(&work, args.pg_ingest_events, schemas).await?;
-                eprintln!(
-                    "[pg-ingest] run {}/{}: server {} events/s",
-                    run + 1,
-                    args.pg_runs,
-                    fmt_count(r)
-                );
-                server_rates.push(r);
-            } else {
-                let r = ingest_copy_once(&work, args.pg_ingest_events, schemas, &args.psql).await?;
-                eprintln!(
-                    "[pg-ingest] run {}/{}: psql \\copy {} rows/s",
-                    run + 1,
-                    args.pg_runs,
-                    fmt_count(r)
-                );
-                copy_rates.push(r);
-            }
-        }
-    }
+    let work = &work;
+    let (server_rates, copy_rates) = alternate(
+        "pg-ingest",
+        args.pg_runs,
+        ("server", "psql \\copy"),
+        || ingest_server_once(work, args.pg_ingest_events, schemas),
+        || ingest_copy_once(work, args.pg_ingest_events, schemas, &args.psql),
+    )
+    .await?;
     let server = median(&server_rates);
     let copy = median(&copy_rates);
     let ratio = server / copy;
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|r| fmt_count(*r))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let mut report = Report::default();
     report.rows.push(
         Row::info(
@@ -540,8 +518,8 @@ async fn ingest(
     report.notes.push(format!(
         "pg-ingest: per run, server {} events/s; psql \\copy {} rows/s. Bodies {:.1} MB NDJSON, CSV {:.1} MB, generated before timing. \
          Baseline command: psql -X -q -v ON_ERROR_STOP=1 -d <url> -c \"{}\".",
-        list(&server_rates),
-        list(&copy_rates),
+        fmt_counts(&server_rates),
+        fmt_counts(&copy_rates),
         work.ndjson_bytes as f64 / 1e6,
         work.csv_bytes as f64 / 1e6,
         copy_command("<schema>", Path::new("rows-pg.csv"))
@@ -736,29 +714,10 @@ async fn history(gen: &Generator, args: &PgArgs, schemas: &Schemas) -> anyhow::R
         args.pg_history_requests
     );
     for (n, name) in names.iter().enumerate() {
-        let url = format!(
-            "{}/v1/systems/{name}/events?limit={HISTORY_LIMIT}",
-            server.base
-        );
-        let t = Instant::now();
-        let resp = client
-            .get(&url)
-            .send()
-            .await
-            .context("GET a system's events")?;
-        let status = resp.status();
-        let body = resp.bytes().await.context("reading a system's events")?;
-        let took = t.elapsed();
-        if status != reqwest::StatusCode::OK {
-            bail!(
-                "GET {url} answered {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(1_000)])
-            );
-        }
+        let (url, took, body) =
+            timed_history_get(&client, &server.base, name, HISTORY_LIMIT).await?;
         if n == 0 {
-            let page: serde_json::Value =
-                serde_json::from_slice(&body).context("decoding a page of events")?;
-            let events = page["events"].as_array().cloned().unwrap_or_default();
+            let events = page_events(&body)?;
             ensure!(
                 events.len() == HISTORY_LIMIT.min((loaded / SYSTEMS) as usize).max(1)
                     || !events.is_empty(),

@@ -82,6 +82,51 @@ pub fn fmt_count(n: f64) -> String {
     out
 }
 
+/// Rates as a comma-separated list, for the notes under a table.
+pub fn fmt_counts(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|r| fmt_count(*r))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs a measurement and its baseline `runs` times each, alternating which
+/// goes first so that neither always runs on the warmer cache, and returns
+/// both lists of rates. Each run is reported on stderr as
+/// `[tag] run i/n: <name> <rate> <unit>`.
+pub async fn alternate<M, MF, B, BF>(
+    tag: &str,
+    runs: usize,
+    (measured_name, baseline_name): (&str, &str),
+    mut measured: M,
+    mut baseline: B,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)>
+where
+    M: FnMut() -> MF,
+    MF: std::future::Future<Output = anyhow::Result<f64>>,
+    B: FnMut() -> BF,
+    BF: std::future::Future<Output = anyhow::Result<f64>>,
+{
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        for side in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let (r, name, unit) = if side == 0 {
+                (measured().await?, measured_name, "events/s")
+            } else {
+                (baseline().await?, baseline_name, "rows/s")
+            };
+            eprintln!(
+                "[{tag}] run {}/{runs}: {name} {} {unit}",
+                run + 1,
+                fmt_count(r)
+            );
+            if side == 0 { &mut ours } else { &mut theirs }.push(r);
+        }
+    }
+    Ok((ours, theirs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
