@@ -146,18 +146,34 @@ async fn run_server(work: &Workload, events: u64, parent: &Path) -> anyhow::Resu
     let dir = tempdir(parent)?;
     let store = open_store(&dir.path().join("ledger.db"))?;
     let server = RunningServer::start(Arc::new(store.clone())).await?;
+    let (rate, created) = post_all(&server.base, &work.bodies).await?;
+    ensure!(
+        created == events,
+        "the server created {created} events, expected {events}"
+    );
+    let len = store.len().await.context("counting the ledger")?;
+    ensure!(
+        len == events,
+        "the ledger holds {len} events, expected {events}"
+    );
+    server.stop().await?;
+    Ok(rate)
+}
+
+/// POSTs every body in order from one client, after opening the connection
+/// (so the clock sees only the ingest); returns events per second and how
+/// many events the server created.
+pub async fn post_all(base: &str, bodies: &[Bytes]) -> anyhow::Result<(f64, u64)> {
     let client = http_client(1)?;
-    let url = format!("{}/v1/events", server.base);
-    // Open the connection before the clock starts.
+    let url = format!("{base}/v1/events");
     client
-        .get(format!("{}/healthz", server.base))
+        .get(format!("{base}/healthz"))
         .send()
         .await
         .context("the server does not answer /healthz")?;
-
-    let mut answers = Vec::with_capacity(work.bodies.len());
+    let mut answers = Vec::with_capacity(bodies.len());
     let start = Instant::now();
-    for body in &work.bodies {
+    for body in bodies {
         let resp = client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
@@ -176,24 +192,13 @@ async fn run_server(work: &Workload, events: u64, parent: &Path) -> anyhow::Resu
         answers.push(bytes);
     }
     let elapsed = start.elapsed();
-
     let mut created = 0u64;
     for a in &answers {
         let v: serde_json::Value =
             serde_json::from_slice(a).context("decoding an ingest answer")?;
         created += v["created"].as_u64().unwrap_or(0);
     }
-    ensure!(
-        created == events,
-        "the server created {created} events, expected {events}"
-    );
-    let len = store.len().await.context("counting the ledger")?;
-    ensure!(
-        len == events,
-        "the ledger holds {len} events, expected {events}"
-    );
-    server.stop().await?;
-    Ok(events as f64 / elapsed.as_secs_f64())
+    Ok((created as f64 / elapsed.as_secs_f64(), created))
 }
 
 /// One baseline measurement: a fresh database with the store's schema, and

@@ -16,11 +16,11 @@
 
 use crate::gen::{Generator, SYSTEMS};
 use crate::history::{page_events, preload, timed_history_get, LOAD_BATCH};
-use crate::ingest::EVENT_TABLE_COLUMNS;
+use crate::ingest::{post_all, EVENT_TABLE_COLUMNS};
 use crate::report::{Report, Row};
 use crate::server::{http_client, RunningServer};
 use crate::stats::{alternate, fmt_count, fmt_counts, fmt_duration, median, Latencies};
-use anyhow::{anyhow, bail, ensure, Context};
+use anyhow::{anyhow, ensure, Context};
 use bytes::Bytes;
 use clap::Args;
 use patchaudit_domain::{EventFilter, ValidationContext};
@@ -335,45 +335,6 @@ fn generate(gen: &Generator, events: u64, batch: usize, dir: &Path) -> anyhow::R
         bodies,
         csv_path,
     })
-}
-
-/// POSTs every body in order from one client; returns events per second.
-async fn post_all(base: &str, bodies: &[Bytes]) -> anyhow::Result<(f64, u64)> {
-    let client = http_client(1)?;
-    let url = format!("{base}/v1/events");
-    client
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .context("the server does not answer /healthz")?;
-    let mut answers = Vec::with_capacity(bodies.len());
-    let start = Instant::now();
-    for body in bodies {
-        let resp = client
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
-            .body(body.clone())
-            .send()
-            .await
-            .context("POST /v1/events")?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.context("reading the ingest answer")?;
-        if status != reqwest::StatusCode::CREATED {
-            bail!(
-                "POST /v1/events answered {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(2_000)])
-            );
-        }
-        answers.push(bytes);
-    }
-    let elapsed = start.elapsed();
-    let mut created = 0u64;
-    for a in &answers {
-        let v: serde_json::Value =
-            serde_json::from_slice(a).context("decoding an ingest answer")?;
-        created += v["created"].as_u64().unwrap_or(0);
-    }
-    Ok((created as f64 / elapsed.as_secs_f64(), created))
 }
 
 async fn ingest_server_once(
