@@ -6,7 +6,7 @@
 
 use crate::gen::Generator;
 use crate::report::{Report, Row};
-use crate::server::{http_client, open_store, Flavor, RunningServer};
+use crate::server::{expect_created, http_client, open_store, Flavor, RunningServer};
 use crate::stats::{fmt_count, fmt_duration, Latencies};
 use anyhow::{ensure, Context};
 use clap::Args;
@@ -105,20 +105,7 @@ async fn phase(
                     .body(body)
                     .send()
                     .await;
-                let outcome = match sent {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        match resp.bytes().await {
-                            Ok(_) if status == reqwest::StatusCode::CREATED => Ok(()),
-                            Ok(b) => Err(format!(
-                                "{status}: {}",
-                                String::from_utf8_lossy(&b[..b.len().min(500)])
-                            )),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
+                let outcome = expect_created(sent).await;
                 lat.push(t.elapsed().as_nanos() as u64);
                 if let Err(e) = outcome {
                     errors += 1;

@@ -18,7 +18,7 @@ use crate::gen::{Generator, SYSTEMS};
 use crate::history::{page_events, preload, timed_history_get, LOAD_BATCH};
 use crate::ingest::{post_all, EVENT_TABLE_COLUMNS};
 use crate::report::{Report, Row};
-use crate::server::{http_client, RunningServer};
+use crate::server::{expect_created, http_client, RunningServer};
 use crate::stats::{alternate, fmt_count, fmt_counts, fmt_duration, median, Latencies};
 use anyhow::{anyhow, ensure, Context};
 use bytes::Bytes;
@@ -839,20 +839,7 @@ async fn multi_once(
                     .body(body)
                     .send()
                     .await;
-                let ok = match sent {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        match resp.bytes().await {
-                            Ok(_) if status == reqwest::StatusCode::CREATED => Ok(()),
-                            Ok(b) => Err(format!(
-                                "{status}: {}",
-                                String::from_utf8_lossy(&b[..b.len().min(300)])
-                            )),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
+                let ok = expect_created(sent).await;
                 let done = Instant::now();
                 match ok {
                     Ok(()) if t >= measure_from && done <= end => {

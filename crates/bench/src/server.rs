@@ -107,3 +107,18 @@ pub fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
         .build()
         .context("building the HTTP client")
 }
+
+/// Reads a POST's answer: `Ok` when the server created the events, else a
+/// short description of what it answered (or why nothing came back).
+pub async fn expect_created(sent: reqwest::Result<reqwest::Response>) -> Result<(), String> {
+    let resp = sent.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    match resp.bytes().await {
+        Ok(_) if status == reqwest::StatusCode::CREATED => Ok(()),
+        Ok(b) => Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&b[..b.len().min(500)])
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
