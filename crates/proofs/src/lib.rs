@@ -19,12 +19,22 @@
 //! [`TreeBuilder`] recomputes a root over a stream of leaves in O(log n)
 //! memory.
 //!
+//! A log commits to its tree with a checkpoint ([`Checkpoint`]: its origin,
+//! size and root, in the C2SP `tlog-checkpoint` format), signed as a C2SP
+//! signed note with an Ed25519 key ([`NoteSigner::sign_checkpoint`]). A
+//! client that holds the log's [`NoteVerifier`] checks it with
+//! [`open_checkpoint`]. Notes and keys are byte-compatible with Go's
+//! `golang.org/x/mod/sumdb/note`.
+//!
 //! Verification follows the `proof` package of transparency-dev/merkle,
 //! whose test vectors this crate's tests run. The crate is pure: it does no
-//! I/O.
+//! I/O, except that [`NoteSigner::generate`] draws a new key from the
+//! operating system's random number generator.
 //!
 //! ```
-//! use patchaudit_proofs::{inclusion_proof, leaf_hash, verify_inclusion, MemoryTree};
+//! use patchaudit_proofs::{
+//!     inclusion_proof, leaf_hash, open_checkpoint, verify_inclusion, MemoryTree, NoteSigner,
+//! };
 //!
 //! let mut tree = MemoryTree::new();
 //! for entry in ["a", "b", "c"] {
@@ -32,13 +42,27 @@
 //! }
 //! let proof = inclusion_proof(&tree, 1, 3).unwrap();
 //! assert!(verify_inclusion(1, 3, &leaf_hash(b"b"), &proof, &tree.root()).is_ok());
+//!
+//! let signer = NoteSigner::generate("example.com/ledger").unwrap();
+//! let note = signer.sign_checkpoint(tree.size(), &tree.root());
+//! let checkpoint = open_checkpoint(&note, &signer.verifier()).unwrap();
+//! assert_eq!((checkpoint.size, checkpoint.root), (3, tree.root()));
 //! ```
 
+mod note;
 mod proof;
+mod stored;
 mod tree;
 mod verify;
 
+pub use note::{
+    open_checkpoint, open_note, Checkpoint, KeyKind, NoteError, NoteSigner, NoteVerifier,
+};
 pub use proof::{consistency_proof, inclusion_proof, root_at_size, HashSource, ProofError};
+pub use stored::{
+    positions_read, stored_hash_count, stored_hash_index, stored_hash_position, FetchedHashes,
+    NotFetched,
+};
 pub use tree::{root_from_leaf_hashes, MemoryTree, MissingNode, TreeBuilder};
 pub use verify::{root_from_inclusion_proof, verify_consistency, verify_inclusion, VerifyError};
 

@@ -66,6 +66,27 @@ impl TreeBuilder {
         self.size
     }
 
+    /// Returns the roots of the perfect subtrees that make up the tree,
+    /// largest (leftmost) first: one per set bit of the size.
+    pub fn subtrees(&self) -> &[Hash] {
+        &self.subtrees
+    }
+
+    pub(crate) fn with(size: u64, subtrees: Vec<Hash>) -> TreeBuilder {
+        TreeBuilder { size, subtrees }
+    }
+
+    pub(crate) fn pop_subtree(&mut self) -> Hash {
+        self.subtrees
+            .pop()
+            .expect("one subtree per set bit of the size")
+    }
+
+    pub(crate) fn push_subtree(&mut self, hash: Hash) {
+        self.subtrees.push(hash);
+        self.size += 1;
+    }
+
     /// Returns the root of the tree of the leaves appended so far.
     pub fn root(&self) -> Hash {
         // The MTH split puts the largest perfect subtree on the left and the
