@@ -451,6 +451,25 @@ impl NewEvent {
     pub fn content_digest(&self) -> [u8; 32] {
         Sha256::digest(self.canonical_content()).into()
     }
+
+    /// Appends to `out` the leaf this event has once recorded at `seq`, at
+    /// `recorded_at`, by `recorded_by`: the bytes of
+    /// [`RecordedEvent::leaf_bytes`], without building a [`RecordedEvent`].
+    /// The writer of a store hashes every new event this way.
+    pub fn write_leaf(
+        &self,
+        seq: u64,
+        recorded_at: Timestamp,
+        recorded_by: &str,
+        out: &mut Vec<u8>,
+    ) {
+        out.push(RecordedEvent::LEAF_FORMAT_VERSION);
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&recorded_at.as_micros().to_be_bytes());
+        put_text(out, recorded_by);
+        put_opt(out, self.event_id.as_ref().map(|i| i.as_str()));
+        self.write_content(out);
+    }
 }
 
 /// A string: its length in bytes as a big-endian u32, then its UTF-8 bytes.
@@ -584,12 +603,8 @@ impl RecordedEvent {
     /// byte. The tree hashes it as an RFC 6962 leaf (`SHA-256(0x00 || leaf)`).
     pub fn leaf_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(160);
-        out.push(Self::LEAF_FORMAT_VERSION);
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.recorded_at.as_micros().to_be_bytes());
-        put_text(&mut out, &self.recorded_by);
-        put_opt(&mut out, self.event.event_id.as_ref().map(|i| i.as_str()));
-        self.event.write_content(&mut out);
+        self.event
+            .write_leaf(self.seq, self.recorded_at, &self.recorded_by, &mut out);
         out
     }
 }

@@ -17,6 +17,10 @@ use crate::{Store, StoreError};
 use patchaudit_domain::{
     CveId, EventFilter, EventId, NewEvent, PatchId, Status, SystemId, Timestamp,
 };
+use patchaudit_proofs::{
+    leaf_hash, open_checkpoint, verify_consistency, verify_inclusion, FetchedHashes, MemoryTree,
+    NoteSigner,
+};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -45,7 +49,10 @@ macro_rules! conformance_suite {
             system_summaries,
             patch_state_follows_applied_at_not_arrival,
             recorded_at_never_decreases,
-            recorded_by_is_kept
+            recorded_by_is_kept,
+            every_commit_is_checkpointed_and_provable,
+            concurrent_commits_sign_one_consistent_tree,
+            proofs_refuse_unsigned_sizes
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -295,6 +302,213 @@ pub async fn concurrent_appends_stay_dense(store: Arc<dyn Store>) {
         "seqs must be dense"
     );
     assert_eq!(store.len().await.unwrap() as usize, expected);
+}
+
+/// The key every conformance fixture signs checkpoints with: generated once
+/// per test process.
+pub fn test_signer() -> Arc<NoteSigner> {
+    static SIGNER: std::sync::OnceLock<Arc<NoteSigner>> = std::sync::OnceLock::new();
+    SIGNER
+        .get_or_init(|| {
+            Arc::new(NoteSigner::generate("patchaudit.test/ledger").expect("valid key name"))
+        })
+        .clone()
+}
+
+/// Recomputes the tree over every event, independently of the store's own
+/// tree: from each event's leaf bytes.
+async fn recomputed_tree(store: &dyn Store) -> MemoryTree {
+    let mut tree = MemoryTree::new();
+    let mut filter = EventFilter::default();
+    loop {
+        let page = store.list(&filter, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        filter = filter.after(last.seq);
+        for e in &page {
+            assert_eq!(e.seq, tree.size(), "events come back in dense seq order");
+            tree.append(leaf_hash(&e.leaf_bytes()));
+        }
+    }
+    tree
+}
+
+/// Each commit that records something signs a checkpoint of the whole
+/// ledger; its root is the root of the events' leaves; every event has an
+/// inclusion proof and every pair of checkpoints a consistency proof.
+pub async fn every_commit_is_checkpointed_and_provable(store: Arc<dyn Store>) {
+    let verifier = test_signer().verifier();
+    assert!(
+        store.checkpoint().await.unwrap().is_none(),
+        "no checkpoint before the first event"
+    );
+    let mut sizes = Vec::new();
+    for round in 0..6i64 {
+        let batch = (0..=round)
+            .map(|j| {
+                with_id(
+                    event(&format!("h{j}"), "KB7", round, Status::Success),
+                    &format!("c-{round}-{j}"),
+                )
+            })
+            .collect();
+        store.append(batch, "agent-7").await.unwrap();
+        let cp = store
+            .checkpoint()
+            .await
+            .unwrap()
+            .expect("a checkpoint after a commit");
+        assert_eq!(cp.size, store.len().await.unwrap());
+        let opened =
+            open_checkpoint(&cp.note, &verifier).expect("the note verifies with the store's key");
+        assert_eq!((opened.size, opened.root), (cp.size, cp.root));
+        let tree = recomputed_tree(&*store).await;
+        assert_eq!(
+            cp.root,
+            tree.root(),
+            "the signed root is the root of the events' leaves"
+        );
+        sizes.push(cp.size);
+    }
+    // A batch of duplicates records nothing, so it signs nothing new.
+    store
+        .append(
+            vec![with_id(event("h0", "KB7", 0, Status::Success), "c-0-0")],
+            "agent-7",
+        )
+        .await
+        .unwrap();
+    let all = store.checkpoints(0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|c| c.size).collect::<Vec<_>>(), sizes);
+    assert_eq!(
+        store
+            .checkpoints(sizes[2], 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.size)
+            .collect::<Vec<_>>(),
+        sizes[2..4]
+    );
+
+    let tree = recomputed_tree(&*store).await;
+    let latest = all.last().unwrap();
+    for seq in 0..latest.size {
+        let proof = crate::tree::inclusion_proof(&*store, seq, latest.size)
+            .await
+            .unwrap();
+        assert_eq!(
+            proof,
+            patchaudit_proofs::inclusion_proof(&tree, seq, latest.size).unwrap()
+        );
+        verify_inclusion(
+            seq,
+            latest.size,
+            &tree.leaf_hashes()[seq as usize],
+            &proof,
+            &latest.root,
+        )
+        .expect("the inclusion proof verifies");
+    }
+    for old in &all {
+        let proof = crate::tree::consistency_proof(&*store, old.size, latest.size)
+            .await
+            .unwrap();
+        verify_consistency(old.size, latest.size, &proof, &old.root, &latest.root)
+            .expect("every checkpoint is consistent with the latest");
+        assert_eq!(
+            crate::tree::root_at(&*store, old.size).await.unwrap(),
+            old.root
+        );
+    }
+    // The stored hashes are exactly the tree's, in the dense layout.
+    let stored = store.tree_hash_range(0, 10_000).await.unwrap();
+    assert_eq!(
+        stored.len() as u64,
+        patchaudit_proofs::stored_hash_count(latest.size)
+    );
+    let rebuilt = FetchedHashes::new(stored);
+    assert_eq!(
+        patchaudit_proofs::root_at_size(&rebuilt, latest.size).unwrap(),
+        latest.root
+    );
+    let some = store.tree_hashes(&[0, 2, 1_000_000]).await.unwrap();
+    assert_eq!(some.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![0, 2]);
+}
+
+/// Many concurrent writers still produce one tree: the latest checkpoint is
+/// consistent with every earlier one and commits to every event.
+pub async fn concurrent_commits_sign_one_consistent_tree(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..8 {
+                    store
+                        .append(vec![event(&format!("h{t}"), "KB9", i, Status::Success)], "")
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let verifier = test_signer().verifier();
+    let all = store.checkpoints(0, 1_000).await.unwrap();
+    let latest = all.last().unwrap();
+    assert_eq!(latest.size, 128);
+    assert_eq!(latest.root, recomputed_tree(&*store).await.root());
+    for cp in &all {
+        open_checkpoint(&cp.note, &verifier).unwrap();
+        let proof = crate::tree::consistency_proof(&*store, cp.size, latest.size)
+            .await
+            .unwrap();
+        verify_consistency(cp.size, latest.size, &proof, &cp.root, &latest.root).unwrap();
+    }
+}
+
+/// Proofs are only served for trees a checkpoint signed, and bad ranges are
+/// refused with an error that says why.
+pub async fn proofs_refuse_unsigned_sizes(store: Arc<dyn Store>) {
+    use crate::tree::{consistency_proof, inclusion_proof, TreeError};
+    let err = inclusion_proof(&*store, 0, 1).await.unwrap_err();
+    assert!(
+        matches!(err, TreeError::BeyondLedger { size: 1, len: 0 }),
+        "{err}"
+    );
+    store
+        .append(
+            vec![
+                event("a", "P", 0, Status::Success),
+                event("b", "P", 0, Status::Success),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        inclusion_proof(&*store, 0, 3).await.unwrap_err(),
+        TreeError::BeyondLedger { .. }
+    ));
+    assert!(matches!(
+        inclusion_proof(&*store, 2, 2).await.unwrap_err(),
+        TreeError::Invalid(_)
+    ));
+    assert!(matches!(
+        consistency_proof(&*store, 0, 2).await.unwrap_err(),
+        TreeError::Invalid(_)
+    ));
+    assert!(matches!(
+        consistency_proof(&*store, 2, 1).await.unwrap_err(),
+        TreeError::Invalid(_)
+    ));
+    assert!(matches!(
+        consistency_proof(&*store, 1, 5).await.unwrap_err(),
+        TreeError::BeyondLedger { .. }
+    ));
+    assert!(consistency_proof(&*store, 2, 2).await.unwrap().is_empty());
+    assert_eq!(inclusion_proof(&*store, 1, 2).await.unwrap().len(), 1);
 }
 
 /// Every filter works alone and combined; ranges are half-open.

@@ -15,14 +15,17 @@ mod group;
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod tree;
 
 use async_trait::async_trait;
 use patchaudit_domain::{
     EventFilter, NewEvent, PatchSystems, RecordedEvent, SystemSummary, Timestamp,
 };
 
+pub use patchaudit_proofs::Hash;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use tree::StoredCheckpoint;
 
 /// What an append did with one event of the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +111,29 @@ pub trait Store: Send + Sync + 'static {
     async fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len().await? == 0)
     }
+
+    /// The latest signed checkpoint, if any event was ever recorded. It
+    /// always covers the whole ledger: it is written in the same
+    /// transaction as the events it commits to.
+    async fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Up to `limit` checkpoints of size at least `from_size`, by ascending size.
+    async fn checkpoints(
+        &self,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// The stored subtree hashes at `positions` (see
+    /// [`patchaudit_proofs::stored_hash_index`]) that exist, with their positions.
+    async fn tree_hashes(&self, positions: &[u64]) -> Result<Vec<(u64, Hash)>, StoreError>;
+
+    /// Up to `limit` stored subtree hashes from position `from` on, in order.
+    async fn tree_hash_range(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Hash)>, StoreError>;
 
     /// Checks that the database answers; used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

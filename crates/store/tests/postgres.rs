@@ -28,6 +28,7 @@ fn options(schema: &str) -> PgOptions {
     PgOptions {
         schema: Some(schema.to_owned()),
         pool_size: 4,
+        signer: Some(patchaudit_store::conformance::test_signer()),
         ..Default::default()
     }
 }

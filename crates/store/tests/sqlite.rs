@@ -1,9 +1,16 @@
 //! The conformance suite and SQLite-specific guarantees for [`SqliteStore`].
 
 use patchaudit_domain::Status;
-use patchaudit_store::conformance::{event, Fixture};
+use patchaudit_store::conformance::{event, test_signer, Fixture};
 use patchaudit_store::{SqliteOptions, SqliteStore, Store};
 use std::sync::Arc;
+
+fn opts() -> SqliteOptions {
+    SqliteOptions {
+        signer: Some(test_signer()),
+        ..SqliteOptions::default()
+    }
+}
 
 struct SqliteFixture {
     _dir: tempfile::TempDir,
@@ -19,7 +26,7 @@ impl Fixture for SqliteFixture {
 
 async fn sqlite_fixture() -> Option<SqliteFixture> {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("ledger.db"), SqliteOptions::default()).unwrap();
+    let store = SqliteStore::open(dir.path().join("ledger.db"), opts()).unwrap();
     Some(SqliteFixture {
         _dir: dir,
         store: Arc::new(store),
@@ -32,7 +39,7 @@ patchaudit_store::conformance_suite!(sqlite_fixture);
 async fn the_database_itself_refuses_updates_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let store = SqliteStore::open(&path, opts()).unwrap();
     store
         .append(vec![event("s", "P", 0, Status::Success)], "")
         .await
@@ -50,13 +57,13 @@ async fn reopening_keeps_the_ledger_and_continues_seq() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     {
-        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let store = SqliteStore::open(&path, opts()).unwrap();
         store
             .append(vec![event("s", "P", 0, Status::Success)], "")
             .await
             .unwrap();
     }
-    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let store = SqliteStore::open(&path, opts()).unwrap();
     let out = store
         .append(vec![event("s", "P", 1, Status::Success)], "")
         .await
@@ -70,8 +77,8 @@ async fn two_handles_on_one_file_never_collide() {
     // file; seq is read under the write lock, so both stay dense together.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let a = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-    let b = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let a = SqliteStore::open(&path, opts()).unwrap();
+    let b = SqliteStore::open(&path, opts()).unwrap();
     let mut tasks = Vec::new();
     for i in 0..40 {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -97,15 +104,13 @@ fn a_newer_schema_is_refused() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", 999).unwrap();
     drop(conn);
-    let err = SqliteStore::open(&path, SqliteOptions::default())
-        .err()
-        .unwrap();
+    let err = SqliteStore::open(&path, opts()).err().unwrap();
     assert!(err.to_string().contains("schema version 999"), "{err}");
 }
 
 #[test]
 fn an_unwritable_path_is_a_clear_open_error() {
-    let err = SqliteStore::open("/nonexistent-dir/x/ledger.db", SqliteOptions::default())
+    let err = SqliteStore::open("/nonexistent-dir/x/ledger.db", opts())
         .err()
         .unwrap();
     assert!(
@@ -121,7 +126,7 @@ async fn the_wal_is_checkpointed_in_the_background() {
     // background checkpointer copies the WAL into it.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let store = SqliteStore::open(&path, opts()).unwrap();
     let empty = std::fs::metadata(&path).unwrap().len();
     for b in 0..20 {
         let batch = (0..250)

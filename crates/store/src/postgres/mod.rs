@@ -11,13 +11,15 @@ mod schema;
 mod writer;
 
 use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue, EVENT_COLUMNS};
-use crate::{Appended, Store, StoreError};
+use crate::tree::{self, StoredCheckpoint};
+use crate::{Appended, Hash, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use patchaudit_domain::{
     EventFilter, NewEvent, PatchSystemState, PatchSystems, RecordedEvent, SystemSummary, Timestamp,
 };
+use patchaudit_proofs::NoteSigner;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,10 @@ pub struct PgOptions {
     pub max_group_events: usize,
     /// How long to wait for a connection before answering "unavailable".
     pub connect_timeout: Duration,
+    /// The key that signs a checkpoint after each commit. Without one the
+    /// store can read and prove but not append. Every instance writing one
+    /// ledger must use the same key.
+    pub signer: Option<Arc<NoteSigner>>,
 }
 
 impl Default for PgOptions {
@@ -47,6 +53,7 @@ impl Default for PgOptions {
             pool_size: 16,
             max_group_events: 50_000,
             connect_timeout: Duration::from_secs(5),
+            signer: None,
         }
     }
 }
@@ -227,7 +234,12 @@ impl PgStore {
                     StoreError::Open(format!("{target}: migrating: {}", bare(db_error(&e))))
                 })?;
         }
-        let writer = writer::spawn(pool.clone(), options.max_group_events);
+        if let Some(signer) = &options.signer {
+            sign_backfilled_head(&pool, signer)
+                .await
+                .map_err(|e| StoreError::Open(format!("{target}: {}", bare(e))))?;
+        }
+        let writer = writer::spawn(pool.clone(), options.max_group_events, options.signer);
         let maint_pool = pool.clone();
         let maintenance = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -253,6 +265,80 @@ impl PgStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.inner.pool.get().await.map_err(|e| pool_error(&e))
     }
+}
+
+/// Checks the signing key against the ledger, and signs the first
+/// checkpoint of a ledger whose tree was built by the schema-2 migration.
+async fn sign_backfilled_head(pool: &Pool, signer: &NoteSigner) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(|e| pool_error(&e))?;
+    let tx = client.transaction().await.map_err(|e| db_error(&e))?;
+    let head = tx
+        .query_one(
+            "SELECT next_seq, subtrees, last_recorded_at FROM ledger_head FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    let latest = tx
+        .query_opt(
+            "SELECT size, root, note, recorded_at FROM checkpoints ORDER BY size DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error(&e))?
+        .map(|r| row_to_checkpoint(&r))
+        .transpose()?;
+    tree::check_signer(signer, latest.as_ref())?;
+    let size: i64 = head.get(0);
+    if latest.is_none() && size > 0 {
+        let subtrees: Vec<u8> = head.get(1);
+        let last: Option<DateTime<Utc>> = head.get(2);
+        let tree_head = tree::decode_head(size, &subtrees)?;
+        let root = tree_head.root();
+        tx.execute(
+            "INSERT INTO checkpoints (size, root, note, recorded_at) VALUES ($1, $2, $3, $4)",
+            &[
+                &size,
+                &root.as_slice(),
+                &signer.sign_checkpoint(tree_head.size(), &root),
+                &last.unwrap_or_else(Utc::now),
+            ],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+        tracing::info!(
+            size,
+            "signed the first checkpoint of a ledger migrated to the Merkle tree"
+        );
+    }
+    tx.commit().await.map_err(|e| db_error(&e))
+}
+
+fn row_to_checkpoint(r: &tokio_postgres::Row) -> Result<StoredCheckpoint, StoreError> {
+    let size: i64 = r.get(0);
+    let root: Vec<u8> = r.get(1);
+    let recorded_at: DateTime<Utc> = r.get(3);
+    Ok(StoredCheckpoint {
+        size: size as u64,
+        root: Hash::try_from(root.as_slice()).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "the checkpoint of size {size} has a root of {} bytes",
+                root.len()
+            ))
+        })?,
+        note: r.get(2),
+        recorded_at: Timestamp::from_micros(micros(recorded_at)),
+    })
+}
+
+fn to_hash(position: i64, bytes: &[u8]) -> Result<(u64, Hash), StoreError> {
+    let hash = Hash::try_from(bytes).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "the tree hash at position {position} has {} bytes",
+            bytes.len()
+        ))
+    })?;
+    Ok((position as u64, hash))
 }
 
 fn row_to_event(r: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
@@ -439,6 +525,80 @@ impl Store for PgStore {
             .await
             .map_err(|e| db_error(&e))?;
         Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT size, root, note, recorded_at FROM checkpoints ORDER BY size DESC LIMIT 1",
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        let row = client
+            .query_opt(&stmt, &[])
+            .await
+            .map_err(|e| db_error(&e))?;
+        row.as_ref().map(row_to_checkpoint).transpose()
+    }
+
+    async fn checkpoints(
+        &self,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT size, root, note, recorded_at FROM checkpoints \
+                 WHERE size >= $1 ORDER BY size LIMIT $2",
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        let rows = client
+            .query(&stmt, &[&to_i64(from_size), &to_i64(limit as u64)])
+            .await
+            .map_err(|e| db_error(&e))?;
+        rows.iter().map(row_to_checkpoint).collect()
+    }
+
+    async fn tree_hashes(&self, positions: &[u64]) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let positions: Vec<i64> = positions.iter().map(|&p| to_i64(p)).collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT position, hash FROM tree_hashes WHERE position = ANY($1::int8[])",
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        let rows = client
+            .query(&stmt, &[&positions])
+            .await
+            .map_err(|e| db_error(&e))?;
+        rows.iter()
+            .map(|r| to_hash(r.get(0), r.get::<_, &[u8]>(1)))
+            .collect()
+    }
+
+    async fn tree_hash_range(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT position, hash FROM tree_hashes WHERE position >= $1 ORDER BY position LIMIT $2",
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        let rows = client
+            .query(&stmt, &[&to_i64(from), &to_i64(limit as u64)])
+            .await
+            .map_err(|e| db_error(&e))?;
+        rows.iter()
+            .map(|r| to_hash(r.get(0), r.get::<_, &[u8]>(1)))
+            .collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -101,6 +101,30 @@ CREATE TABLE patch_state (
     PRIMARY KEY (patch_id, system)
 );
 "#,
+    // 2: the Merkle tree over the events, its head and its signed checkpoints.
+    r#"
+-- The head row also holds the roots of the tree's perfect subtrees, largest
+-- first, concatenated: the next commit extends the tree from them alone.
+ALTER TABLE ledger_head ADD COLUMN subtrees bytea NOT NULL DEFAULT '\x';
+
+-- Every perfect subtree hash, at its position in the append-only layout of
+-- patchaudit_proofs::stored_hash_index (level 0 is the leaves).
+CREATE TABLE tree_hashes (
+    position bigint PRIMARY KEY,
+    hash     bytea NOT NULL
+);
+-- One signed note per commit: C2SP tlog-checkpoint in a C2SP signed note.
+CREATE TABLE checkpoints (
+    size        bigint PRIMARY KEY,
+    root        bytea NOT NULL,
+    note        text NOT NULL,
+    recorded_at timestamptz NOT NULL
+);
+CREATE TRIGGER tree_hashes_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON tree_hashes
+    FOR EACH STATEMENT EXECUTE FUNCTION patchaudit_append_only();
+CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION patchaudit_append_only();
+"#,
 ];
 
 /// Creates `schema` if it is given and missing, applies pending migrations
@@ -137,6 +161,9 @@ pub async fn migrate(
             let version = i as i32 + 1;
             let tx = client.transaction().await?;
             tx.batch_execute(sql).await?;
+            if version == 2 {
+                backfill_tree(&tx).await?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version) VALUES ($1)",
                 &[&version],
@@ -153,6 +180,56 @@ pub async fn migrate(
         .await;
     result?;
     unlock.map(|_| ())
+}
+
+/// Builds the tree over the events a schema-1 ledger already holds, so that
+/// it can be proven like any other. The first signed checkpoint follows
+/// when a signing store connects (see `PgStore::connect`).
+async fn backfill_tree(tx: &tokio_postgres::Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    use crate::rows::EVENT_COLUMNS;
+    let mut tree = patchaudit_proofs::TreeBuilder::new();
+    let (mut positions, mut hashes): (Vec<i64>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+    loop {
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq >= $1 ORDER BY seq LIMIT 10000"
+                ),
+                &[&(tree.size() as i64)],
+            )
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            // A schema-1 ledger was written by patchaudit, so its rows are
+            // valid and dense; one that is not stays without a tree, and
+            // appends then refuse with a clear "inconsistent" error.
+            let Ok(event) = super::row_to_event(row) else {
+                return Ok(());
+            };
+            if event.seq != tree.size() {
+                return Ok(());
+            }
+            tree.append_stored(patchaudit_proofs::leaf_hash(&event.leaf_bytes()), |p, h| {
+                positions.push(p as i64);
+                hashes.push(h.to_vec());
+            });
+        }
+        tx.execute(
+            "INSERT INTO tree_hashes (position, hash) SELECT * FROM unnest($1::int8[], $2::bytea[])",
+            &[&positions, &hashes],
+        )
+        .await?;
+        positions.clear();
+        hashes.clear();
+    }
+    tx.execute(
+        "UPDATE ledger_head SET subtrees = $1",
+        &[&crate::tree::encode_head(&tree)],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The schema version this build writes.

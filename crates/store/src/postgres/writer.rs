@@ -10,9 +10,15 @@
 //!    memory, request by request, what is a duplicate and what is a
 //!    conflict. A request with a conflict is left out whole, so no
 //!    savepoints are needed;
-//! 3. writes all new events with one binary `COPY`, their keys, and the
-//!    derived summaries, and advances the head;
-//! 4. commits, and only then replies.
+//! 3. writes all new events with one binary `COPY`, their keys, the
+//!    derived summaries and the new tree hashes, and advances the head
+//!    (the seq and the tree's perfect-subtree roots);
+//! 4. signs a checkpoint of the new tree and stores it;
+//! 5. commits, and only then replies.
+//!
+//! The seq, the tree and the checkpoint thus share one transaction under
+//! one lock: after a crash they never disagree, and no two instances ever
+//! sign different roots for the same size.
 //!
 //! A connection lost mid-way fails the whole group with `Unavailable`;
 //! nothing of it was acknowledged, and a retry with the same `event_id`s is
@@ -21,27 +27,33 @@
 use super::{pg_error, to_datetime};
 use crate::derived::Derived;
 use crate::group::{self, Handle, Known, PlannedRow, Request};
-use crate::{Appended, StoreError};
+use crate::{tree, Appended, StoreError};
 use deadpool_postgres::Pool;
 use futures::pin_mut;
 use patchaudit_domain::Timestamp;
+use patchaudit_proofs::NoteSigner;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-pub(super) fn spawn(pool: Pool, max_group_events: usize) -> Handle {
+pub(super) fn spawn(
+    pool: Pool,
+    max_group_events: usize,
+    signer: Option<Arc<NoteSigner>>,
+) -> Handle {
     let (handle, mut queue) = group::queue("PostgreSQL");
     tokio::spawn(async move {
         while let Some(first) = queue.recv().await {
             let batch = group::fill(first, &mut queue, max_group_events);
-            let outcome = match run_group(&pool, &batch).await {
+            let outcome = match run_group(&pool, &batch, &signer).await {
                 // A month with no partition yet (a clock jump, a long-idle
                 // instance): create the partitions and try once more.
                 Err(e) if is_missing_partition(&e) => {
                     if let Ok(client) = pool.get().await {
                         let _ = super::schema::ensure_partitions(&client, chrono::Utc::now()).await;
                     }
-                    run_group(&pool, &batch).await
+                    run_group(&pool, &batch, &signer).await
                 }
                 other => other,
             };
@@ -104,17 +116,30 @@ const COPY_TYPES: [Type; 18] = [
 async fn run_group(
     pool: &Pool,
     group: &[Request],
+    signer: &Option<Arc<NoteSigner>>,
 ) -> Result<Vec<Result<Vec<Appended>, StoreError>>, GroupError> {
     let mut client = pool.get().await.map_err(GroupError::Pool)?;
     let tx = client.transaction().await?;
     let head = tx
         .query_one(
-            "SELECT next_seq, last_recorded_at FROM ledger_head FOR UPDATE",
+            "SELECT next_seq, last_recorded_at, subtrees FROM ledger_head FOR UPDATE",
             &[],
         )
         .await?;
     let start: i64 = head.get(0);
     let last: Option<chrono::DateTime<chrono::Utc>> = head.get(1);
+    let subtrees: Vec<u8> = head.get(2);
+    // A statement of its own: under READ COMMITTED it sees what the
+    // instance that held the lock before us committed, which a subquery of
+    // the locking statement (evaluated on that statement's older snapshot)
+    // would not.
+    let signed: Option<i64> = tx
+        .query_one("SELECT MAX(size) FROM checkpoints", &[])
+        .await?
+        .get(0);
+    let tree_head = tree::decode_head(start, &subtrees).map_err(GroupError::Store)?;
+    tree::check_head_is_signed(tree_head.size(), signed.map(|s| s as u64))
+        .map_err(GroupError::Store)?;
     // recorded_at never goes backwards along seq, even across instances whose clocks differ.
     let now = Timestamp::from_micros(
         Timestamp::now()
@@ -161,11 +186,35 @@ async fn run_group(
         .map_err(GroupError::Store)?;
 
     if !plan.rows.is_empty() {
+        let signer = tree::signer_or_read_only(signer).map_err(GroupError::Store)?;
+        let growth = tree::grow(tree_head, &plan.rows, now).map_err(GroupError::Store)?;
         write_rows(&tx, &plan.rows, now).await?;
         write_derived(&tx, &plan.derived).await?;
+        let positions: Vec<i64> = growth.hashes.iter().map(|(p, _)| *p).collect();
+        let hashes: Vec<&[u8]> = growth.hashes.iter().map(|(_, h)| h.as_slice()).collect();
         tx.execute(
-            "UPDATE ledger_head SET next_seq = $1, last_recorded_at = $2",
-            &[&plan.next_seq, &to_datetime(now)],
+            "INSERT INTO tree_hashes (position, hash) SELECT * FROM unnest($1::int8[], $2::bytea[])",
+            &[&positions, &hashes],
+        )
+        .await?;
+        let size = growth.tree.size();
+        let root = growth.tree.root();
+        tx.execute(
+            "UPDATE ledger_head SET next_seq = $1, last_recorded_at = $2, subtrees = $3",
+            &[
+                &plan.next_seq,
+                &to_datetime(now),
+                &tree::encode_head(&growth.tree),
+            ],
+        )
+        .await?;
+        // Signed last, once every write of the transaction succeeded; a note
+        // whose commit then fails is dropped and never leaves this process.
+        // The head row lock makes this instance the only signer of this size.
+        let note = signer.sign_checkpoint(size, &root);
+        tx.execute(
+            "INSERT INTO checkpoints (size, root, note, recorded_at) VALUES ($1, $2, $3, $4)",
+            &[&(size as i64), &root.as_slice(), &note, &to_datetime(now)],
         )
         .await?;
     }

@@ -10,11 +10,13 @@ mod schema;
 mod writer;
 
 use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue, EVENT_COLUMNS};
-use crate::{Appended, Store, StoreError};
+use crate::tree::{self, StoredCheckpoint};
+use crate::{Appended, Hash, Store, StoreError};
 use async_trait::async_trait;
 use patchaudit_domain::{
     EventFilter, NewEvent, PatchSystemState, PatchSystems, RecordedEvent, SystemSummary, Timestamp,
 };
+use patchaudit_proofs::NoteSigner;
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,9 @@ pub struct SqliteOptions {
     pub synchronous: Synchronous,
     /// The most events the writer puts into one group commit.
     pub max_group_events: usize,
+    /// The key that signs a checkpoint after each commit. Without one the
+    /// store can read and prove but not append.
+    pub signer: Option<Arc<NoteSigner>>,
 }
 
 impl Default for SqliteOptions {
@@ -55,6 +60,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             synchronous: Synchronous::Full,
             max_group_events: 50_000,
+            signer: None,
         }
     }
 }
@@ -147,7 +153,10 @@ impl SqliteStore {
         // checkpoint stays only as a backstop if that thread falls behind.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
             .map_err(|e| StoreError::Open(e.to_string()))?;
-        let writer = writer::spawn(conn, options.max_group_events)?;
+        if let Some(signer) = &options.signer {
+            sign_backfilled_head(&mut conn, signer)?;
+        }
+        let writer = writer::spawn(conn, options.max_group_events, options.signer)?;
         let checkpointer = spawn_checkpointer(&path)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -198,6 +207,84 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
     }
+}
+
+/// Checks the signing key against the ledger, and signs the first
+/// checkpoint of a ledger whose tree was built by the schema-2 migration.
+fn sign_backfilled_head(conn: &mut Connection, signer: &NoteSigner) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(internal)?;
+    let latest = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT size, root, note, recorded_at FROM checkpoints ORDER BY size DESC LIMIT 1",
+            )
+            .map_err(internal)?;
+        stmt.query_row([], row_to_checkpoint)
+            .optional()
+            .map_err(internal)?
+            .transpose()?
+    };
+    tree::check_signer(signer, latest.as_ref())?;
+    if latest.is_none() {
+        let (size, subtrees, last): (i64, Vec<u8>, Option<i64>) = tx
+            .query_row(
+                "SELECT size, subtrees, last_recorded_at FROM ledger_head",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(internal)?;
+        if size > 0 {
+            let head = tree::decode_head(size, &subtrees)?;
+            let root = head.root();
+            tx.execute(
+                "INSERT INTO checkpoints (size, root, note, recorded_at) VALUES (?, ?, ?, ?)",
+                rusqlite::params![
+                    size,
+                    &root[..],
+                    signer.sign_checkpoint(head.size(), &root),
+                    last.unwrap_or(0)
+                ],
+            )
+            .map_err(internal)?;
+            tracing::info!(
+                size,
+                "signed the first checkpoint of a ledger migrated to the Merkle tree"
+            );
+        }
+    }
+    tx.commit().map_err(internal)
+}
+
+/// Reads a row of `size, root, note, recorded_at` from `checkpoints`.
+fn row_to_checkpoint(r: &Row<'_>) -> rusqlite::Result<Result<StoredCheckpoint, StoreError>> {
+    let size: i64 = r.get(0)?;
+    let root: Vec<u8> = r.get(1)?;
+    let note: String = r.get(2)?;
+    let recorded_at: i64 = r.get(3)?;
+    Ok(match <Hash>::try_from(root.as_slice()) {
+        Ok(root) => Ok(StoredCheckpoint {
+            size: size as u64,
+            root,
+            note,
+            recorded_at: Timestamp::from_micros(recorded_at),
+        }),
+        Err(_) => Err(StoreError::Corrupt(format!(
+            "the checkpoint of size {size} has a root of {} bytes",
+            root.len()
+        ))),
+    })
+}
+
+fn to_hash(position: i64, bytes: Vec<u8>) -> Result<(u64, Hash), StoreError> {
+    let hash = Hash::try_from(bytes.as_slice()).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "the tree hash at position {position} has {} bytes",
+            bytes.len()
+        ))
+    })?;
+    Ok((position as u64, hash))
 }
 
 fn poisoned() -> StoreError {
@@ -378,6 +465,88 @@ impl Store for SqliteStore {
                 .map_err(internal)?
                 .flatten();
             Ok(next.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT size, root, note, recorded_at FROM checkpoints ORDER BY size DESC LIMIT 1",
+                )
+                .map_err(internal)?;
+            stmt.query_row([], row_to_checkpoint)
+                .optional()
+                .map_err(internal)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn checkpoints(
+        &self,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let from = to_i64(from_size);
+        let limit = to_i64(limit as u64);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT size, root, note, recorded_at FROM checkpoints \
+                     WHERE size >= ? ORDER BY size LIMIT ?",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(rusqlite::params![from, limit], row_to_checkpoint)
+                .map_err(internal)?;
+            rows.map(|r| r.map_err(internal)?).collect()
+        })
+        .await
+    }
+
+    async fn tree_hashes(&self, positions: &[u64]) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let positions = positions.to_vec();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT hash FROM tree_hashes WHERE position = ?")
+                .map_err(internal)?;
+            let mut out = Vec::with_capacity(positions.len());
+            for p in positions {
+                let p = to_i64(p);
+                let found: Option<Vec<u8>> = stmt
+                    .query_row([p], |r| r.get(0))
+                    .optional()
+                    .map_err(internal)?;
+                if let Some(bytes) = found {
+                    out.push(to_hash(p, bytes)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn tree_hash_range(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let from = to_i64(from);
+        let limit = to_i64(limit as u64);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT position, hash FROM tree_hashes WHERE position >= ? ORDER BY position LIMIT ?",
+                )
+                .map_err(internal)?;
+            let mut rows = stmt.query(rusqlite::params![from, limit]).map_err(internal)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(internal)? {
+                out.push(to_hash(r.get(0).map_err(internal)?, r.get(1).map_err(internal)?)?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -67,6 +67,40 @@ CREATE TABLE patch_state (
     PRIMARY KEY (patch_id, system)
 ) WITHOUT ROWID;
 "#,
+    // 2: the Merkle tree over the events, its head and its signed checkpoints.
+    r#"
+-- Every perfect subtree hash, at its position in the append-only layout of
+-- patchaudit_proofs::stored_hash_index (level 0 is the leaves).
+CREATE TABLE tree_hashes (
+    position INTEGER PRIMARY KEY,
+    hash     BLOB NOT NULL
+);
+-- The one head row: the tree's size and the roots of its perfect subtrees,
+-- largest first, concatenated. Rewritten by every commit, in the same
+-- transaction as the events and hashes it covers.
+CREATE TABLE ledger_head (
+    id               INTEGER PRIMARY KEY CHECK (id = 0),
+    size             INTEGER NOT NULL,
+    subtrees         BLOB NOT NULL,
+    last_recorded_at INTEGER
+);
+INSERT INTO ledger_head (id, size, subtrees) VALUES (0, 0, x'');
+-- One signed note per commit: C2SP tlog-checkpoint in a C2SP signed note.
+CREATE TABLE checkpoints (
+    size        INTEGER PRIMARY KEY,
+    root        BLOB NOT NULL,
+    note        TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL
+);
+CREATE TRIGGER tree_hashes_no_update BEFORE UPDATE ON tree_hashes
+BEGIN SELECT RAISE(ABORT, 'patchaudit tree hashes are append-only'); END;
+CREATE TRIGGER tree_hashes_no_delete BEFORE DELETE ON tree_hashes
+BEGIN SELECT RAISE(ABORT, 'patchaudit tree hashes are append-only'); END;
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'patchaudit checkpoints are append-only'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'patchaudit checkpoints are append-only'); END;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -96,11 +130,56 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         }
         tx.execute_batch(sql)
             .map_err(|e| format!("applying migration {version}: {e}"))?;
+        if version == 2 {
+            backfill_tree(&tx).map_err(|e| format!("applying migration {version}: {e}"))?;
+        }
         tx.pragma_update(None, "user_version", version as u32)
             .map_err(|e| e.to_string())?;
         tx.commit()
             .map_err(|e| format!("committing migration {version}: {e}"))?;
         tracing::info!(version, "applied SQLite migration");
     }
+    Ok(())
+}
+
+/// Builds the tree over the events a schema-1 ledger already holds, so that
+/// it can be proven like any other. The first signed checkpoint follows
+/// when a signing store opens it (see `SqliteStore::open`).
+fn backfill_tree(tx: &rusqlite::Transaction<'_>) -> Result<(), String> {
+    use crate::rows::EVENT_COLUMNS;
+    let mut stmt = tx
+        .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"))
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let mut insert = tx
+        .prepare("INSERT INTO tree_hashes (position, hash) VALUES (?, ?)")
+        .map_err(|e| e.to_string())?;
+    let mut tree = patchaudit_proofs::TreeBuilder::new();
+    let mut last = None;
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        let event = super::row_to_event(row).map_err(|e| e.to_string())?;
+        if event.seq != tree.size() {
+            return Err(format!(
+                "event seq {} follows {} events: seq is not dense",
+                event.seq,
+                tree.size()
+            ));
+        }
+        last = Some(event.recorded_at.as_micros());
+        let mut failed = None;
+        tree.append_stored(patchaudit_proofs::leaf_hash(&event.leaf_bytes()), |p, h| {
+            if let Err(e) = insert.execute(rusqlite::params![p as i64, &h[..]]) {
+                failed.get_or_insert(e.to_string());
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    tx.execute(
+        "UPDATE ledger_head SET size = ?, subtrees = ?, last_recorded_at = ?",
+        rusqlite::params![tree.size() as i64, crate::tree::encode_head(&tree), last],
+    )
+    .map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -15,11 +15,17 @@
 use super::internal;
 use crate::derived::Derived;
 use crate::group::{self, Handle, Known, PlannedRow, Request};
-use crate::{Appended, StoreError};
+use crate::{tree, Appended, StoreError};
 use patchaudit_domain::Timestamp;
+use patchaudit_proofs::NoteSigner;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::sync::Arc;
 
-pub(super) fn spawn(conn: Connection, max_group_events: usize) -> Result<Handle, StoreError> {
+pub(super) fn spawn(
+    conn: Connection,
+    max_group_events: usize,
+    signer: Option<Arc<NoteSigner>>,
+) -> Result<Handle, StoreError> {
     let (handle, mut queue) = group::queue("SQLite");
     std::thread::Builder::new()
         .name("patchaudit-sqlite-writer".into())
@@ -27,7 +33,7 @@ pub(super) fn spawn(conn: Connection, max_group_events: usize) -> Result<Handle,
             let mut conn = conn;
             while let Some(first) = queue.blocking_recv() {
                 let batch = group::fill(first, &mut queue, max_group_events);
-                match run_group(&mut conn, &batch) {
+                match run_group(&mut conn, &batch, &signer) {
                     Ok(results) => group::reply_all(batch, results),
                     Err(e) => {
                         tracing::error!(error = %e, requests = batch.len(), "group commit failed; nothing of it was written");
@@ -44,21 +50,26 @@ pub(super) fn spawn(conn: Connection, max_group_events: usize) -> Result<Handle,
 fn run_group(
     conn: &mut Connection,
     group: &[Request],
+    signer: &Option<Arc<NoteSigner>>,
 ) -> Result<Vec<Result<Vec<Appended>, StoreError>>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(internal)?;
     // Read the head inside the write lock, so another process appending to
     // the same file (a CLI beside a server) can never make seq collide.
-    let (next_seq, last_recorded): (i64, Option<i64>) = tx
+    let (size, subtrees, last_recorded): (i64, Vec<u8>, Option<i64>) = tx
         .query_row(
-            "SELECT seq + 1, recorded_at FROM events ORDER BY seq DESC LIMIT 1",
+            "SELECT size, subtrees, last_recorded_at FROM ledger_head",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
-        .optional()
-        .map_err(internal)?
-        .map_or((0, None), |(s, r)| (s, Some(r)));
+        .map_err(internal)?;
+    let head = tree::decode_head(size, &subtrees)?;
+    let signed: Option<i64> = tx
+        .query_row("SELECT MAX(size) FROM checkpoints", [], |r| r.get(0))
+        .map_err(internal)?;
+    tree::check_head_is_signed(head.size(), signed.map(|s| s as u64))?;
+    let next_seq = size;
     // recorded_at never goes backwards along seq, even if the clock does, so
     // "the ledger as of T" is always a prefix of it.
     let now = Timestamp::from_micros(
@@ -84,8 +95,37 @@ fn run_group(
     })?;
     drop(lookup);
     if !plan.rows.is_empty() {
+        let signer = tree::signer_or_read_only(signer)?;
         insert_rows(&tx, &plan.rows, now)?;
         upsert_derived(&tx, &plan.derived)?;
+        let growth = tree::grow(head, &plan.rows, now)?;
+        let mut insert = tx
+            .prepare_cached("INSERT INTO tree_hashes (position, hash) VALUES (?, ?)")
+            .map_err(internal)?;
+        for (position, hash) in &growth.hashes {
+            insert
+                .execute(params![position, &hash[..]])
+                .map_err(internal)?;
+        }
+        let size = growth.tree.size();
+        let root = growth.tree.root();
+        tx.execute(
+            "UPDATE ledger_head SET size = ?, subtrees = ?, last_recorded_at = ?",
+            params![
+                size as i64,
+                tree::encode_head(&growth.tree),
+                now.as_micros()
+            ],
+        )
+        .map_err(internal)?;
+        // Signed last, once every write of the transaction succeeded; a note
+        // whose commit then fails is dropped and never leaves this process.
+        let note = signer.sign_checkpoint(size, &root);
+        tx.execute(
+            "INSERT INTO checkpoints (size, root, note, recorded_at) VALUES (?, ?, ?, ?)",
+            params![size as i64, &root[..], note, now.as_micros()],
+        )
+        .map_err(internal)?;
     }
     tx.commit().map_err(internal)?;
     Ok(plan.results)
