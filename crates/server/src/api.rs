@@ -32,6 +32,7 @@ use utoipa_axum::routes;
     tags(
         (name = "events", description = "Record and query patch events"),
         (name = "fleet", description = "Systems and patches across the fleet"),
+        (name = "proofs", description = "Signed checkpoints, and inclusion and consistency proofs of the ledger's Merkle tree"),
         (name = "operations", description = "Health, readiness and metrics")
     )
 )]
@@ -46,6 +47,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_systems))
         .routes(routes!(system_events))
         .routes(routes!(get_patch))
+        .routes(routes!(crate::proofs::get_checkpoint))
+        .routes(routes!(crate::proofs::inclusion))
+        .routes(routes!(crate::proofs::consistency))
+        .routes(routes!(crate::proofs::event_proof))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

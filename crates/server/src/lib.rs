@@ -14,6 +14,7 @@ mod api;
 pub mod error;
 mod metrics_layer;
 mod params;
+pub mod proofs;
 pub mod wire;
 
 use axum::Router;

@@ -51,6 +51,11 @@ impl Params {
         self.errors.push(FieldError::new(name, code, message));
     }
 
+    /// Whether a problem was already recorded for `name`.
+    pub fn has_error(&self, name: &str) -> bool {
+        self.errors.iter().any(|e| e.field == name)
+    }
+
     /// Takes a parameter and converts it, recording a problem on failure.
     pub fn take_with<T>(
         &mut self,

@@ -1497,6 +1497,10 @@ async fn every_documented_operation_is_routed() {
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
+        ("get", "/v1/checkpoint"),
+        ("get", "/v1/proofs/inclusion"),
+        ("get", "/v1/proofs/consistency"),
+        ("get", "/v1/events/{seq}/proof"),
     ] {
         assert!(
             operations
@@ -1512,6 +1516,12 @@ async fn every_documented_operation_is_routed() {
             .replace("{system}", "web-01")
             .replace("{patch_id}", "KB1");
         assert!(!concrete.contains('{'), "unknown parameter in {path}");
+        // Required query parameters, with sample values.
+        let concrete = match concrete.as_str() {
+            "/v1/proofs/inclusion" => format!("{concrete}?seq=0"),
+            "/v1/proofs/consistency" => format!("{concrete}?from=1"),
+            _ => concrete,
+        };
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let mut req = srv.client.request(m, srv.url(&concrete));
         if method == "post" {

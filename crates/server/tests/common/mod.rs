@@ -99,8 +99,14 @@ impl TestServer {
 
     pub async fn with_config(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path().join("ledger.db"), SqliteOptions::default())
-            .expect("open the SQLite ledger");
+        let store = SqliteStore::open(
+            dir.path().join("ledger.db"),
+            SqliteOptions {
+                signer: Some(patchaudit_store::conformance::test_signer()),
+                ..SqliteOptions::default()
+            },
+        )
+        .expect("open the SQLite ledger");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
