@@ -169,6 +169,7 @@ impl Schemas {
             &self.url,
             PgOptions {
                 schema: Some(schema.to_owned()),
+                signer: Some(crate::server::bench_signer()),
                 ..Default::default()
             },
         )

@@ -13,8 +13,29 @@ use tokio::task::JoinHandle;
 /// Opens a ledger at `path` with the default (production) options:
 /// WAL mode and `synchronous=FULL`.
 pub fn open_store(path: &Path) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(path, SqliteOptions::default())
-        .with_context(|| format!("opening the ledger at {}", path.display()))
+    SqliteStore::open(
+        path,
+        SqliteOptions {
+            signer: Some(bench_signer()),
+            ..SqliteOptions::default()
+        },
+    )
+    .with_context(|| format!("opening the ledger at {}", path.display()))
+}
+
+/// The checkpoint signing key of this bench run, shared by every store it
+/// opens (as several server instances share one): the benches sign every
+/// commit, as production does.
+pub fn bench_signer() -> std::sync::Arc<patchaudit_proofs::NoteSigner> {
+    static KEY: std::sync::OnceLock<std::sync::Arc<patchaudit_proofs::NoteSigner>> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        std::sync::Arc::new(
+            patchaudit_proofs::NoteSigner::generate("patchaudit.bench/ledger")
+                .expect("a valid key name"),
+        )
+    })
+    .clone()
 }
 
 /// How the server is started.

@@ -267,7 +267,7 @@ fn unreachable(base: &str, e: reqwest::Error) -> anyhow::Error {
 }
 
 /// Passes a success through; turns a problem document into a failure.
-async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
+pub(crate) async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
     if resp.status().is_success() {
         return Ok(resp);
     }

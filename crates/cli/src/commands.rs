@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         max_body_bytes: serve_flags.max_body_bytes,
         future_skew: serve_flags.future_skew,
         server: client_server,
+        signing_key: cli.global.signing_key.clone(),
     };
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(&flags, &env).map_err(|e| Failure::usage(format!("{e:#}")))?;
@@ -61,6 +62,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Events(a) => events(&config, a).await,
         Command::Systems(a) => systems(&config, a).await,
         Command::Patch(a) => patch(&config, a).await,
+        Command::Verify(a) => crate::audit::verify(&config, a).await,
+        Command::Prove(a) => crate::audit::prove(&config, a).await,
+        Command::Export(a) => crate::audit::export(&config, a).await,
+        Command::Key(a) => crate::audit::key(&config, a),
     }
 }
 
@@ -81,7 +86,18 @@ fn init_logging(config: &Config, serving: bool) {
         .try_init();
 }
 
-async fn open_store(config: &Config, must_exist: bool) -> Result<Arc<dyn Store>> {
+/// Opens the local ledger. Reads need no key; writes load the checkpoint
+/// signing key, creating it on first use.
+pub(crate) async fn open_store(config: &Config, reads_only: bool) -> Result<Arc<dyn Store>> {
+    let must_exist = reads_only;
+    let signer = if reads_only {
+        None
+    } else {
+        let path = config
+            .signing_key_path()
+            .map_err(|e| Failure::usage(format!("{e:#}")))?;
+        Some(Arc::new(crate::keys::load_or_create(&path)?))
+    };
     match config.database_url.value.database()? {
         Database::Sqlite(path) => {
             if must_exist && !path.exists() {
@@ -92,14 +108,26 @@ async fn open_store(config: &Config, must_exist: bool) -> Result<Arc<dyn Store>>
                 ))
                 .into());
             }
-            let store = SqliteStore::open(&path, SqliteOptions::default())
-                .map_err(|e| Failure::unavailable(e.to_string()))?;
+            let store = SqliteStore::open(
+                &path,
+                SqliteOptions {
+                    signer,
+                    ..SqliteOptions::default()
+                },
+            )
+            .map_err(|e| Failure::unavailable(e.to_string()))?;
             Ok(Arc::new(store))
         }
         Database::Postgres(url) => {
-            let store = PgStore::connect(url.expose(), PgOptions::default())
-                .await
-                .map_err(|e| Failure::unavailable(e.to_string()))?;
+            let store = PgStore::connect(
+                url.expose(),
+                PgOptions {
+                    signer,
+                    ..PgOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| Failure::unavailable(e.to_string()))?;
             Ok(Arc::new(store))
         }
     }

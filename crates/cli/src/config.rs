@@ -145,6 +145,7 @@ struct FileConfig {
     future_skew: Option<String>,
     log: Option<String>,
     server: Option<String>,
+    signing_key: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -166,6 +167,9 @@ pub struct Config {
     pub log: Setting<String>,
     /// A server URL that client commands talk to instead of the local database.
     pub server: Setting<Option<String>>,
+    /// The checkpoint signing key file; `None` means the default beside the
+    /// ledger (see [`Config::signing_key_path`]).
+    pub signing_key: Setting<Option<PathBuf>>,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -185,7 +189,12 @@ pub struct FlagValues {
     pub future_skew: Option<String>,
     /// `--server`.
     pub server: Option<String>,
+    /// `--signing-key`.
+    pub signing_key: Option<PathBuf>,
 }
+
+/// The name of the default signing key file in the data directory.
+pub const KEY_FILE: &str = "patchaudit.key";
 
 /// The default config file, read when it exists and no other is named.
 pub const DEFAULT_FILE: &str = "patchaudit.toml";
@@ -217,6 +226,7 @@ impl Config {
             future_skew: Setting::default(Duration::from_secs(3600)),
             log: Setting::default("info".to_owned()),
             server: Setting::default(None),
+            signing_key: Setting::default(None),
         };
 
         let (path, explicit) = match (&flags.config, env("PATCHAUDIT_CONFIG")) {
@@ -251,7 +261,8 @@ impl Config {
                         src.clone(),
                     );
                     c.log.set(f.log, src.clone());
-                    c.server.set(f.server.map(Some), src);
+                    c.server.set(f.server.map(Some), src.clone());
+                    c.signing_key.set(f.signing_key.map(Some), src);
                     c.file = Some(path);
                 }
                 Err(e) if explicit || e.kind() != std::io::ErrorKind::NotFound => {
@@ -291,6 +302,9 @@ impl Config {
         if let Some((v, s)) = env_var("PATCHAUDIT_SERVER", env) {
             c.server.set(Some(Some(v)), s);
         }
+        if let Some((v, s)) = env_var("PATCHAUDIT_SIGNING_KEY", env) {
+            c.signing_key.set(Some(Some(PathBuf::from(v))), s);
+        }
 
         c.database_url.set(
             flags.database_url.clone().map(DatabaseUrl::new),
@@ -318,6 +332,10 @@ impl Config {
         );
         c.server
             .set(flags.server.clone().map(Some), Source::Flag("--server"));
+        c.signing_key.set(
+            flags.signing_key.clone().map(Some),
+            Source::Flag("--signing-key"),
+        );
 
         if c.max_batch.value == 0 {
             bail!("max_batch ({}) must be at least 1", c.max_batch.source);
@@ -378,11 +396,35 @@ impl Config {
             &self.future_skew.source,
         );
         line("log", q(&self.log.value), &self.log.source);
+        if let Ok(p) = self.signing_key_path() {
+            line(
+                "signing_key",
+                q(&p.display().to_string()),
+                &self.signing_key.source,
+            );
+        }
         match &self.server.value {
             Some(s) => line("server", q(s), &self.server.source),
             None => out.push_str("# server: not set (client commands use the local database)\n"),
         }
         out
+    }
+
+    /// The checkpoint signing key file: the configured one, or
+    /// `patchaudit.key` in the ledger's data directory (the SQLite file's
+    /// directory, or the working directory for PostgreSQL).
+    pub fn signing_key_path(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.signing_key.value {
+            return Ok(p.clone());
+        }
+        Ok(match self.database_url.value.database()? {
+            Database::Sqlite(db) => db
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(KEY_FILE),
+            Database::Postgres(_) => PathBuf::from(KEY_FILE),
+        })
     }
 }
 

@@ -18,6 +18,9 @@ pub enum Code {
     NotFound = 5,
     /// The server or database is unreachable; retrying is safe.
     Unavailable = 6,
+    /// Verification failed: the ledger, a proof or a checkpoint does not
+    /// check out (tampering, a fork, or the wrong key).
+    Unverified = 7,
 }
 
 /// A failure with a message, optional detail lines, and an exit code.
@@ -38,6 +41,16 @@ impl Failure {
             message: message.into(),
             details: Vec::new(),
         }
+    }
+
+    /// An unexpected error.
+    pub fn error(m: impl Into<String>) -> Self {
+        Self::new(Code::Error, m)
+    }
+
+    /// A failed verification.
+    pub fn unverified(m: impl Into<String>) -> Self {
+        Self::new(Code::Unverified, m)
     }
 
     /// A command-line mistake.

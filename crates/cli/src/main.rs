@@ -4,10 +4,12 @@
 //! and queries the ledger (`events`, `systems`, `patch`), either on the local
 //! database or, with `--server URL`, through a running server.
 
+mod audit;
 mod backend;
 mod commands;
 mod config;
 mod exit;
+mod keys;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -26,7 +28,8 @@ Examples:
 
 Exit codes:
   0 success, 1 unexpected error, 2 bad command line, 3 invalid input (nothing recorded),
-  4 event_id conflict (nothing recorded), 5 not found, 6 server or database unavailable (safe to retry)
+  4 event_id conflict (nothing recorded), 5 not found, 6 server or database unavailable (safe to retry),
+  7 verification failed (the ledger, a proof or a checkpoint does not check out)
 
 Configuration, lowest precedence first: built-in defaults, a TOML file (--config, PATCHAUDIT_CONFIG,
 or ./patchaudit.toml), PATCHAUDIT_* environment variables, then flags. `patchaudit config` shows the result.";
@@ -48,6 +51,10 @@ struct GlobalArgs {
     /// The ledger database, e.g. sqlite://patchaudit.db [env: PATCHAUDIT_DATABASE_URL].
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
+    /// The checkpoint signing key file [env: PATCHAUDIT_SIGNING_KEY] [default: patchaudit.key
+    /// beside the SQLite ledger, or in the working directory for PostgreSQL].
+    #[arg(long, global = true, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -115,6 +122,48 @@ Examples:
   patchaudit config
   PATCHAUDIT_MAX_BATCH=500 patchaudit config --config /etc/patchaudit.toml")]
     Config(ServeArgs),
+    /// Check that no recorded event was altered, removed, reordered or inserted.
+    #[command(after_help = "\
+Examples:
+  patchaudit verify                                   # the local ledger, trusting the local key
+  patchaudit verify --key \"$(cat ledger.pub)\"         # trusting a published verifier key
+  patchaudit verify --input ledger.export --key ledger.pub
+  patchaudit verify --server https://patchaudit.example --key ledger.pub --state audit.state
+
+On a database or an export, every leaf is rebuilt from its event's fields and the tree from the
+leaves; the result must match every signed checkpoint and every stored tree hash. The first seq
+where the ledger stops matching its signed history is reported with the reason, and the exit
+code is 7. With --server, the server's checkpoint must be validly signed and, with --state, a
+consistent extension of the checkpoint saved by the previous run, which is then replaced.")]
+    Verify(VerifyArgs),
+    /// Prove that one event is in the ledger, against a signed checkpoint.
+    #[command(after_help = "\
+Examples:
+  patchaudit prove 42
+  patchaudit prove 42 --server https://patchaudit.example --key ledger.pub --json
+
+The event's leaf is rebuilt from its fields and checked with an inclusion proof against the latest
+checkpoint, whose signature is checked with the trusted key. Exit code 7 if anything fails.")]
+    Prove(ProveArgs),
+    /// Write the ledger as NDJSON, headed by its signed checkpoint, for offline verification.
+    #[command(after_help = "\
+Examples:
+  patchaudit export --output ledger.export
+  patchaudit export --server https://patchaudit.example > ledger.export
+  patchaudit verify --input ledger.export --key ledger.pub
+
+The first line is {\"patchaudit_export\":1,\"checkpoint\":\"<signed note>\"}; each further line is one
+event, in seq order, exactly as the API returns it, up to the checkpoint's size.")]
+    Export(ExportArgs),
+    /// Show or create the checkpoint signing key.
+    #[command(after_help = "\
+Examples:
+  patchaudit key public                 # the verifier key to publish to auditors
+  patchaudit key generate --name example.com/patchaudit
+
+`serve` creates the key on first start (mode 0600) when none exists. Every server instance writing
+one ledger must use the same key.")]
+    Key(KeyArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -276,6 +325,78 @@ struct EventsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: ListFormat,
+}
+
+#[derive(Args, Clone)]
+struct VerifyArgs {
+    /// Verify through this server: its checkpoint's signature and consistency [env: PATCHAUDIT_SERVER].
+    #[arg(long, value_name = "URL", conflicts_with = "input")]
+    server: Option<String>,
+    /// The verifier key to trust (NAME+KEYID+BASE64), or a file holding it
+    /// [default for a local ledger: the local signing key's].
+    #[arg(long, value_name = "KEY|FILE")]
+    key: Option<String>,
+    /// Verify an export file instead of a database.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// With --server: the checkpoint seen last time; checked against, then replaced.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    state: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Clone)]
+struct ProveArgs {
+    /// The event's seq.
+    seq: u64,
+    /// Ask this server for the proof [env: PATCHAUDIT_SERVER].
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The verifier key to trust, or a file holding it [default for a local ledger: the local signing key's].
+    #[arg(long, value_name = "KEY|FILE")]
+    key: Option<String>,
+    /// Print the event, the proof and the root as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct ExportArgs {
+    /// Export through this server [env: PATCHAUDIT_SERVER].
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Write here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Clone)]
+struct KeyArgs {
+    /// The key file [default: the configured signing key].
+    #[arg(long, value_name = "FILE", global = true)]
+    file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(Subcommand, Clone)]
+enum KeyCommand {
+    /// Print the verifier (public) key that auditors pass to `verify --key`.
+    Public,
+    /// Create a new signing key file (mode 0600); never overwrites one.
+    Generate {
+        /// The key's name, which is also every checkpoint's origin line [default: patchaudit/HOSTNAME].
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Args, Clone)]
