@@ -122,7 +122,9 @@ async fn bad_proof_requests_are_problems_that_name_the_parameter() {
         event("KB2", "b", &at(2), "success"),
     ])
     .await;
-    let cases: [(&str, &[(&str, &str)], &str, &str); 6] = [
+    // (path, query, the parameter named, its error code)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 6] = [
         ("/v1/proofs/inclusion", &[], "seq", "required"),
         ("/v1/proofs/inclusion", &[("seq", "x")], "seq", "format"),
         (
