@@ -12,6 +12,8 @@
 //! - `postgres`: the PostgreSQL store: ingest against `psql \copy` and
 //!   against one autocommitted INSERT per event, history at ten million
 //!   events, and two server instances on one schema against one;
+//! - `proofs`: the Merkle tree's share of ingest time, a full `verify` on
+//!   one core against `sqlite3` reading the same rows, and proof latency;
 //! - `all`: every one of them, with one summary table (`postgres` only with
 //!   `--with-postgres`).
 //!
@@ -27,6 +29,7 @@ mod history;
 mod ingest;
 mod machine;
 mod postgres;
+mod proofs;
 mod report;
 mod server;
 mod stats;
@@ -111,6 +114,16 @@ enum Command {
         after_help = "Examples:\n  patchaudit-bench postgres\n  patchaudit-bench postgres --pg-history-events 2000000 --pg-multi-seconds 10\n  patchaudit-bench postgres --pg-only ingest,insert --pg-runs 5"
     )]
     Postgres(postgres::PgArgs),
+    /// The Merkle tree: its share of ingest time, a full verify on one core,
+    /// and proof latency.
+    ///
+    /// Preloads --events events through Store::append, times inclusion and
+    /// consistency proofs over HTTP (target p99 ≤ 5 ms), then times
+    /// `patchaudit verify` on the ledger pinned to one core (target ≥ 1M
+    /// events/s) against the sqlite3 shell reading every event. Needs the
+    /// release `patchaudit` binary beside this one.
+    #[command(after_help = "Example:\n  patchaudit-bench proofs --events 1000000 --runs 3")]
+    Proofs(proofs::ProofArgs),
     /// Every benchmark in turn, with one summary table.
     ///
     /// The PostgreSQL benchmarks are included only with --with-postgres.
@@ -176,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Concurrent(a) => report.extend(concurrent::run(&gen, a, &work_dir).await?),
         Command::History(a) => report.extend(history::run(&gen, a, &work_dir).await?),
         Command::Postgres(a) => report.extend(postgres::run(&gen, a, &work_dir).await?),
+        Command::Proofs(a) => report.extend(proofs::run(&gen, a, &cli.sqlite3, &work_dir).await?),
         Command::All(a) => {
             let ingest = ingest::IngestArgs {
                 events: a.ingest_events,

@@ -59,7 +59,7 @@ pub struct Divergence {
 }
 
 /// Replays events into a fresh tree and compares it with what was signed
-/// and stored.
+/// and, on request, with the stored tree hashes.
 struct Replay {
     tree: TreeBuilder,
     /// (size, root) of each checkpoint, by size; only the latest one is
@@ -74,7 +74,6 @@ struct Replay {
     stored_mismatch: Option<(u64, String)>,
     stored_compared: u64,
     event_problem: Option<Divergence>,
-    leaf: Vec<u8>,
 }
 
 impl Replay {
@@ -90,33 +89,28 @@ impl Replay {
             stored_mismatch: None,
             stored_compared: 0,
             event_problem: None,
-            leaf: Vec::with_capacity(512),
         }
     }
 
-    /// Adds the next event; false once the events stop being a dense run.
-    fn event(&mut self, e: &RecordedEvent) -> bool {
+    /// Adds the leaf hash of the next event, rebuilt from its fields; false
+    /// once the events stop being a dense run.
+    fn leaf(&mut self, seq: u64, leaf: Hash) -> bool {
         let expected = self.tree.size();
-        if e.seq != expected {
+        if seq != expected {
             self.event_problem = Some(Divergence {
-                first_seq: e.seq.min(expected),
+                first_seq: seq.min(expected),
                 last_seq: None,
-                reason: if e.seq < expected {
-                    format!("seq {} appears twice: a row was inserted", e.seq)
+                reason: if seq < expected {
+                    format!("seq {seq} appears twice: a row was inserted")
                 } else {
                     format!(
-                        "seq {expected} is missing: the events jump from seq {} to seq {} (a row was deleted)",
-                        expected.wrapping_sub(1) as i128 as i64,
-                        e.seq
+                        "seq {expected} is missing: the events jump from seq {} to seq {seq} (a row was deleted)",
+                        expected as i128 - 1
                     )
                 },
             });
             return false;
         }
-        self.leaf.clear();
-        e.event
-            .write_leaf(e.seq, e.recorded_at, &e.recorded_by, &mut self.leaf);
-        let leaf = leaf_hash(&self.leaf);
         if self.compare_stored && self.stored_mismatch.is_none() {
             let recomputed = &mut self.recomputed;
             self.tree
@@ -225,7 +219,25 @@ impl Replay {
             });
         }
         found.sort_by_key(|d| d.first_seq);
-        found
+        // A divergence known only as a range (between two checkpoints, or
+        // below a subtree) goes after a more precise one inside it, which
+        // explains it.
+        let precise_inside = |d: &Divergence, all: &[Divergence]| {
+            d.last_seq.is_some_and(|last| {
+                all.iter().any(|o| {
+                    o != d
+                        && o.first_seq >= d.first_seq
+                        && o.first_seq <= last
+                        && o.last_seq
+                            .is_none_or(|ol| ol - o.first_seq < last - d.first_seq)
+                })
+            })
+        };
+        let (later, first): (Vec<Divergence>, Vec<Divergence>) = found
+            .iter()
+            .cloned()
+            .partition(|d| precise_inside(d, &found));
+        first.into_iter().chain(later).collect()
     }
 }
 
@@ -343,7 +355,7 @@ pub async fn verify(config: &Config, a: VerifyArgs) -> Result<()> {
         Some(path) => verify_export(path, &trusted, a.quiet)?,
         None => {
             let store = open_store(config, true).await?;
-            verify_store(&*store, &trusted, a.quiet).await?
+            verify_store(&*store, &trusted, a.quiet, a.check_tree).await?
         }
     };
     print_report(&report, a.json)
@@ -361,11 +373,19 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
             report.events, report.checkpoint_size, report.key
         )?;
         writeln!(out, "root: {}", report.root)?;
-        writeln!(
-            out,
-            "compared: {} checkpoints, {} stored tree hashes",
-            report.checkpoints_compared, report.stored_hashes_compared
-        )?;
+        if report.stored_hashes_compared > 0 {
+            writeln!(
+                out,
+                "compared: {} checkpoints, {} stored tree hashes",
+                report.checkpoints_compared, report.stored_hashes_compared
+            )?;
+        } else {
+            writeln!(
+                out,
+                "compared: {} checkpoints (--check-tree also compares the stored tree hashes that proofs are served from)",
+                report.checkpoints_compared
+            )?;
+        }
     }
     if report.ok {
         return Ok(());
@@ -392,7 +412,12 @@ fn print_report(report: &Report, json: bool) -> Result<()> {
 }
 
 /// Verifies a ledger through the store: events, stored hashes and checkpoints.
-async fn verify_store(store: &dyn Store, trusted: &NoteVerifier, quiet: bool) -> Result<Report> {
+async fn verify_store(
+    store: &dyn Store,
+    trusted: &NoteVerifier,
+    quiet: bool,
+    check_tree: bool,
+) -> Result<Report> {
     let Some(latest) = store.checkpoint().await.map_err(store_failure)? else {
         let n = store.len().await.map_err(store_failure)?;
         if n == 0 {
@@ -441,23 +466,49 @@ async fn verify_store(store: &dyn Store, trusted: &NoteVerifier, quiet: bool) ->
     checkpoints.push((signed.size, signed.root, latest.note.clone()));
     let compared = checkpoints.len();
 
-    let mut replay = Replay::new(checkpoints, true);
     let bar = progress(signed.size, quiet);
-    let mut filter = EventFilter::default();
-    'pages: loop {
-        let page = match store.list(&filter, PAGE).await {
+    let mut replay = replay_store(store, checkpoints.clone(), check_tree, None, &bar).await?;
+    bar.finish_and_clear();
+    if let Some((bad, _)) = replay.bad_checkpoint.clone() {
+        if !check_tree {
+            // The events disagree with a signed root. Replay again up to it,
+            // now also against the stored tree hashes, to say where.
+            let again =
+                replay_store(store, checkpoints, true, Some(bad), &ProgressBar::hidden()).await?;
+            replay.stored_mismatch = again.stored_mismatch;
+            replay.stored_compared = again.stored_compared;
+        }
+    }
+    Ok(finish(replay, &signed, trusted, compared))
+}
+
+/// Replays the events' leaves (up to `stop_at` events) into a fresh tree.
+async fn replay_store(
+    store: &dyn Store,
+    checkpoints: Vec<(u64, Hash, String)>,
+    compare_stored: bool,
+    stop_at: Option<u64>,
+    bar: &ProgressBar,
+) -> Result<Replay> {
+    let mut replay = Replay::new(checkpoints, compare_stored);
+    let stop_at = stop_at.unwrap_or(u64::MAX);
+    'pages: while replay.tree.size() < stop_at {
+        let from = replay.tree.size();
+        let want = PAGE.min(usize::try_from(stop_at - from).unwrap_or(PAGE));
+        let page = match store.leaf_hashes(from, want).await {
             Ok(page) => page,
             Err(StoreError::Corrupt(_)) => {
                 // Find the unreadable row one by one, to name it.
-                let mut seq = replay.tree.size();
+                let mut seq = from;
                 loop {
-                    match store.get(seq).await {
-                        Ok(Some(e)) => {
-                            if !replay.event(&e) {
+                    match store.leaf_hashes(seq, 1).await {
+                        Ok(one) if one.is_empty() => break 'pages,
+                        Ok(one) => {
+                            if !replay.leaf(one[0].0, one[0].1) {
                                 break 'pages;
                             }
+                            seq = one[0].0 + 1;
                         }
-                        Ok(None) => break 'pages,
                         Err(e) => {
                             replay.event_problem = Some(Divergence {
                                 first_seq: seq,
@@ -467,17 +518,13 @@ async fn verify_store(store: &dyn Store, trusted: &NoteVerifier, quiet: bool) ->
                             break 'pages;
                         }
                     }
-                    seq += 1;
                 }
             }
             Err(e) => return Err(store_failure(e)),
         };
-        let Some(last) = page.last().map(|e| e.seq) else {
-            break;
-        };
         let mut go_on = true;
-        for e in &page {
-            if !replay.event(e) {
+        for &(seq, leaf) in &page {
+            if !replay.leaf(seq, leaf) {
                 go_on = false;
                 break;
             }
@@ -490,13 +537,11 @@ async fn verify_store(store: &dyn Store, trusted: &NoteVerifier, quiet: bool) ->
             replay.compare(&stored);
         }
         bar.set_position(replay.tree.size());
-        if !go_on || page.len() < PAGE {
+        if !go_on || page.len() < want {
             break;
         }
-        filter = EventFilter::default().after(last);
     }
-    bar.finish_and_clear();
-    Ok(finish(replay, &signed, trusted, compared))
+    Ok(replay)
 }
 
 fn finish(replay: Replay, signed: &Checkpoint, trusted: &NoteVerifier, compared: usize) -> Report {
@@ -557,7 +602,7 @@ fn verify_export(path: &Path, trusted: &NoteVerifier, quiet: bool) -> Result<Rep
         let out: EventOut =
             serde_json::from_str(&line).map_err(|e| bad(n, format!("not an event: {e}")))?;
         let event = event_from_out(out).map_err(|m| bad(n, m))?;
-        if !replay.event(&event) {
+        if !replay.leaf(event.seq, leaf_hash(&event.leaf_bytes())) {
             break;
         }
         if n.is_multiple_of(65_536) {

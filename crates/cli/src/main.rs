@@ -339,6 +339,10 @@ struct VerifyArgs {
     /// Verify an export file instead of a database.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+    /// Also compare every stored tree hash (what proofs are served from) with the rebuilt
+    /// tree. Without it they are read only to locate a divergence.
+    #[arg(long, conflicts_with_all = ["server", "input"])]
+    check_tree: bool,
     /// With --server: the checkpoint seen last time; checked against, then replaced.
     #[arg(long, value_name = "FILE", requires = "server")]
     state: Option<PathBuf>,

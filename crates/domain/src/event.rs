@@ -425,26 +425,32 @@ impl NewEvent {
     /// Writes the content fields, from `patch_id` to `change_ref`, in the
     /// encoding shared by the canonical content and the Merkle leaf.
     fn write_content(&self, out: &mut Vec<u8>) {
-        put_text(out, self.patch_id.as_str());
-        put_text(out, self.system.as_str());
-        out.extend_from_slice(&self.applied_at.as_micros().to_be_bytes());
-        out.push(self.status.code());
-        put_opt(out, self.package.as_deref());
-        put_opt(out, self.from_version.as_deref());
-        put_opt(out, self.to_version.as_deref());
-        put_opt(out, self.source.as_deref());
-        put_opt(out, self.actor.as_deref());
-        put_opt(out, self.detail.as_deref());
-        out.extend_from_slice(&(self.cves.len() as u32).to_be_bytes());
-        for c in &self.cves {
-            put_text(out, c.as_str());
+        let cves: Vec<&[u8]> = self.cves.iter().map(|c| c.as_str().as_bytes()).collect();
+        self.view(&cves).write_content(out);
+    }
+
+    /// This event's fields, borrowed, as [`LeafView`] encodes them.
+    fn view<'a>(&'a self, cves: &'a [&'a [u8]]) -> LeafView<'a> {
+        let opt = |s: &'a Option<String>| s.as_deref().map(str::as_bytes);
+        LeafView {
+            seq: 0,
+            recorded_at: 0,
+            recorded_by: b"",
+            event_id: self.event_id.as_ref().map(|i| i.as_str().as_bytes()),
+            patch_id: self.patch_id.as_str().as_bytes(),
+            system: self.system.as_str().as_bytes(),
+            applied_at: self.applied_at.as_micros(),
+            status: self.status,
+            package: opt(&self.package),
+            from_version: opt(&self.from_version),
+            to_version: opt(&self.to_version),
+            source: opt(&self.source),
+            actor: opt(&self.actor),
+            detail: opt(&self.detail),
+            cves,
+            reboot_required: self.reboot_required,
+            change_ref: opt(&self.change_ref),
         }
-        out.push(match self.reboot_required {
-            None => 0,
-            Some(false) => 1,
-            Some(true) => 2,
-        });
-        put_opt(out, self.change_ref.as_deref());
     }
 
     /// SHA-256 of [`NewEvent::canonical_content`]: what idempotency compares.
@@ -463,28 +469,110 @@ impl NewEvent {
         recorded_by: &str,
         out: &mut Vec<u8>,
     ) {
+        let cves: Vec<&[u8]> = self.cves.iter().map(|c| c.as_str().as_bytes()).collect();
+        LeafView {
+            seq,
+            recorded_at: recorded_at.as_micros(),
+            recorded_by: recorded_by.as_bytes(),
+            ..self.view(&cves)
+        }
+        .write_leaf(out);
+    }
+}
+
+/// An event's fields as borrowed bytes, in the units the leaf encodes:
+/// what a store reads from a row, without building (or re-validating) a
+/// [`RecordedEvent`]. Text fields are their UTF-8 bytes as stored.
+///
+/// `patchaudit verify` rebuilds every leaf through it. The values are not
+/// checked: a field edited to anything at all still encodes, and its leaf
+/// then differs from the one that was signed, which is the point.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafView<'a> {
+    /// The event's seq.
+    pub seq: u64,
+    /// `recorded_at`, in microseconds since the epoch.
+    pub recorded_at: i64,
+    /// The principal that recorded it.
+    pub recorded_by: &'a [u8],
+    /// The idempotency key.
+    pub event_id: Option<&'a [u8]>,
+    /// The patch.
+    pub patch_id: &'a [u8],
+    /// The system.
+    pub system: &'a [u8],
+    /// `applied_at`, in microseconds since the epoch.
+    pub applied_at: i64,
+    /// The status.
+    pub status: Status,
+    /// The package.
+    pub package: Option<&'a [u8]>,
+    /// The version before.
+    pub from_version: Option<&'a [u8]>,
+    /// The version after.
+    pub to_version: Option<&'a [u8]>,
+    /// Where the fact came from.
+    pub source: Option<&'a [u8]>,
+    /// Who applied it.
+    pub actor: Option<&'a [u8]>,
+    /// Failure output.
+    pub detail: Option<&'a [u8]>,
+    /// The CVE ids, in order.
+    pub cves: &'a [&'a [u8]],
+    /// Whether a reboot is required.
+    pub reboot_required: Option<bool>,
+    /// A change-ticket reference.
+    pub change_ref: Option<&'a [u8]>,
+}
+
+impl LeafView<'_> {
+    /// Appends the leaf bytes (`docs/log-format.md`, leaf format version 1).
+    pub fn write_leaf(&self, out: &mut Vec<u8>) {
         out.push(RecordedEvent::LEAF_FORMAT_VERSION);
-        out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&recorded_at.as_micros().to_be_bytes());
-        put_text(out, recorded_by);
-        put_opt(out, self.event_id.as_ref().map(|i| i.as_str()));
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.recorded_at.to_be_bytes());
+        put_bytes(out, self.recorded_by);
+        put_opt_bytes(out, self.event_id);
         self.write_content(out);
+    }
+
+    fn write_content(&self, out: &mut Vec<u8>) {
+        put_bytes(out, self.patch_id);
+        put_bytes(out, self.system);
+        out.extend_from_slice(&self.applied_at.to_be_bytes());
+        out.push(self.status.code());
+        put_opt_bytes(out, self.package);
+        put_opt_bytes(out, self.from_version);
+        put_opt_bytes(out, self.to_version);
+        put_opt_bytes(out, self.source);
+        put_opt_bytes(out, self.actor);
+        put_opt_bytes(out, self.detail);
+        out.extend_from_slice(&(self.cves.len() as u32).to_be_bytes());
+        for c in self.cves {
+            put_bytes(out, c);
+        }
+        out.push(match self.reboot_required {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        });
+        put_opt_bytes(out, self.change_ref);
     }
 }
 
 /// A string: its length in bytes as a big-endian u32, then its UTF-8 bytes.
-fn put_text(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
 }
 
 /// An optional string: 0x00 when absent, else 0x01 and the string.
-fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
+fn put_opt_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
         None => out.push(0),
-        Some(s) => {
+        Some(b) => {
             out.push(1);
-            put_text(out, s);
+            put_bytes(out, b);
         }
     }
 }

@@ -13,7 +13,8 @@ mod values;
 
 pub use error::{ErrorCode, FieldError, IndexedFieldError};
 pub use event::{
-    validate_batch, Input, NewEvent, RawEvent, RecordedEvent, Status, ValidationContext, FIELDS,
+    validate_batch, Input, LeafView, NewEvent, RawEvent, RecordedEvent, Status, ValidationContext,
+    FIELDS,
 };
 pub use query::{EventFilter, PatchSystemState, PatchSystems, SystemSummary};
 pub use time::Timestamp;

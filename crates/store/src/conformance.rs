@@ -369,6 +369,43 @@ pub async fn every_commit_is_checkpointed_and_provable(store: Arc<dyn Store>) {
         );
         sizes.push(cp.size);
     }
+    // Every field takes part in the leaf, through every read path.
+    let mut full = with_id(event("web-full", "KB8", 9, Status::Failure), "c-full");
+    full.package = Some("openssl".into());
+    full.from_version = Some("3.0.1".into());
+    full.to_version = Some("3.0.2".into());
+    full.source = Some("apt".into());
+    full.actor = Some("root".into());
+    full.detail = Some("E: one\ttwo — ü".into());
+    full.cves = vec![
+        CveId::parse("CVE-2024-0001").unwrap(),
+        CveId::parse("CVE-2023-44487").unwrap(),
+    ];
+    full.reboot_required = Some(false);
+    full.change_ref = Some("CHG-9".into());
+    store.append(vec![full], "agent-7").await.unwrap();
+    sizes.push(store.len().await.unwrap());
+    let tree = recomputed_tree(&*store).await;
+    let rebuilt = store.leaf_hashes(0, 10_000).await.unwrap();
+    assert_eq!(
+        rebuilt.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (0..tree.size()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        rebuilt.iter().map(|(_, h)| *h).collect::<Vec<_>>(),
+        tree.leaf_hashes()
+    );
+    assert_eq!(
+        store
+            .leaf_hashes(3, 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+
     // A batch of duplicates records nothing, so it signs nothing new.
     store
         .append(

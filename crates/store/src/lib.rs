@@ -135,6 +135,12 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(u64, Hash)>, StoreError>;
 
+    /// The leaf hash of up to `limit` events from seq `from` on, rebuilt
+    /// from each event's stored fields (not read from the stored tree), in
+    /// seq order. This is what `patchaudit verify` replays; it does not
+    /// re-validate the fields, since any change shows in the leaf.
+    async fn leaf_hashes(&self, from: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError>;
+
     /// Checks that the database answers; used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 

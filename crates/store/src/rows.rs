@@ -138,3 +138,19 @@ pub(crate) fn where_clause(conditions: Vec<String>) -> String {
         format!("WHERE {}", conditions.join(" AND "))
     }
 }
+
+/// Hashes a leaf from borrowed row values, reusing `buf`.
+pub(crate) fn leaf_hash_of(
+    view: &patchaudit_domain::LeafView<'_>,
+    buf: &mut Vec<u8>,
+) -> crate::Hash {
+    buf.clear();
+    view.write_leaf(buf);
+    patchaudit_proofs::leaf_hash(buf)
+}
+
+/// A status read back from a row, for a leaf.
+pub(crate) fn leaf_status(seq: i64, s: &str) -> Result<Status, StoreError> {
+    s.parse()
+        .map_err(|m| StoreError::Corrupt(format!("event seq {seq}: status {m}")))
+}

@@ -32,6 +32,23 @@ pub struct StoredCheckpoint {
     pub recorded_at: Timestamp,
 }
 
+/// Nanoseconds writers of this process spent on the tree: hashing leaves and
+/// nodes, writing tree hashes and the head, signing and storing checkpoints.
+static TREE_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The time the writers of this process spent keeping the Merkle tree and
+/// its checkpoints, all commits together. The benchmark harness puts it
+/// beside the ingest's wall time to show the tree's share of the cost.
+pub fn time_spent() -> std::time::Duration {
+    std::time::Duration::from_nanos(TREE_NANOS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Adds the time since `start` to [`time_spent`].
+pub(crate) fn account(start: std::time::Instant) {
+    let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    TREE_NANOS.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The stored position of the leaf hash of the event at `seq`.
 pub fn leaf_position(seq: u64) -> u64 {
     patchaudit_proofs::stored_hash_index(0, seq)

@@ -601,6 +601,63 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn leaf_hashes(&self, from: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq >= $1 ORDER BY seq LIMIT $2"
+            ))
+            .await
+            .map_err(|e| db_error(&e))?;
+        let rows = client
+            .query(&stmt, &[&to_i64(from), &to_i64(limit as u64)])
+            .await
+            .map_err(|e| db_error(&e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut buf = Vec::with_capacity(1024);
+        for r in &rows {
+            let get = |e: tokio_postgres::Error| {
+                StoreError::Corrupt(format!("unreadable event row: {e}"))
+            };
+            let seq: i64 = r.try_get(0).map_err(get)?;
+            let cves: Option<Vec<&str>> = r.try_get(12).map_err(get)?;
+            let cves: Vec<&[u8]> = cves
+                .unwrap_or_default()
+                .into_iter()
+                .map(str::as_bytes)
+                .collect();
+            let text = |i: usize| -> Result<&[u8], StoreError> {
+                r.try_get::<_, &str>(i).map(str::as_bytes).map_err(get)
+            };
+            let opt = |i: usize| -> Result<Option<&[u8]>, StoreError> {
+                r.try_get::<_, Option<&str>>(i)
+                    .map(|o| o.map(str::as_bytes))
+                    .map_err(get)
+            };
+            let view = patchaudit_domain::LeafView {
+                seq: seq as u64,
+                recorded_at: micros(r.try_get(15).map_err(get)?),
+                recorded_by: text(16)?,
+                event_id: opt(1)?,
+                patch_id: text(2)?,
+                system: text(3)?,
+                applied_at: micros(r.try_get(4).map_err(get)?),
+                status: crate::rows::leaf_status(seq, r.try_get(5).map_err(get)?)?,
+                package: opt(6)?,
+                from_version: opt(7)?,
+                to_version: opt(8)?,
+                source: opt(9)?,
+                actor: opt(10)?,
+                detail: opt(11)?,
+                cves: &cves,
+                reboot_required: r.try_get(13).map_err(get)?,
+                change_ref: opt(14)?,
+            };
+            out.push((seq as u64, crate::rows::leaf_hash_of(&view, &mut buf)));
+        }
+        Ok(out)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         client

@@ -129,17 +129,7 @@ async fn run_group(
     let start: i64 = head.get(0);
     let last: Option<chrono::DateTime<chrono::Utc>> = head.get(1);
     let subtrees: Vec<u8> = head.get(2);
-    // A statement of its own: under READ COMMITTED it sees what the
-    // instance that held the lock before us committed, which a subquery of
-    // the locking statement (evaluated on that statement's older snapshot)
-    // would not.
-    let signed: Option<i64> = tx
-        .query_one("SELECT MAX(size) FROM checkpoints", &[])
-        .await?
-        .get(0);
     let tree_head = tree::decode_head(start, &subtrees).map_err(GroupError::Store)?;
-    tree::check_head_is_signed(tree_head.size(), signed.map(|s| s as u64))
-        .map_err(GroupError::Store)?;
     // recorded_at never goes backwards along seq, even across instances whose clocks differ.
     let now = Timestamp::from_micros(
         Timestamp::now()
@@ -157,73 +147,98 @@ async fn run_group(
                 .filter_map(|e| e.event_id.as_ref().map(|i| i.as_str()))
         })
         .collect();
-    let mut known: HashMap<String, Known> = HashMap::new();
-    if !ids.is_empty() {
-        for row in tx
-            .query(
-                // A join against unnest() keeps the planner on index probes: with
-                // `event_id = ANY($1)` and thousands of keys it chose a parallel
-                // scan of the whole table once it held a million keys, which made
-                // every batch slower than the last.
-                "SELECT e.event_id, e.seq, e.content_hash, e.recorded_at \
-                 FROM unnest($1::text[]) AS k(id) JOIN event_ids e ON e.event_id = k.id",
-                &[&ids],
-            )
-            .await?
-        {
-            let t: chrono::DateTime<chrono::Utc> = row.get(3);
-            known.insert(
-                row.get(0),
-                Known {
-                    seq: row.get(1),
-                    hash: row.get(2),
-                    recorded_at: Timestamp::from_micros(t.timestamp_micros()),
-                },
-            );
+    let (signed_stmt, ids_stmt) = futures::try_join!(
+        // A statement of its own: under READ COMMITTED it sees what the
+        // instance that held the lock before us committed, which a subquery
+        // of the locking statement (evaluated on that statement's older
+        // snapshot) would not.
+        tx.prepare_cached("SELECT MAX(size) FROM checkpoints"),
+        // A join against unnest() keeps the planner on index probes: with
+        // `event_id = ANY($1)` and thousands of keys it chose a parallel
+        // scan of the whole table once it held a million keys, which made
+        // every batch slower than the last.
+        tx.prepare_cached(
+            "SELECT e.event_id, e.seq, e.content_hash, e.recorded_at \
+             FROM unnest($1::text[]) AS k(id) JOIN event_ids e ON e.event_id = k.id"
+        ),
+    )?;
+    // Both queries go out together: tokio-postgres pipelines the queries
+    // of one connection that are awaited at once.
+    let (signed, found) = futures::try_join!(tx.query_one(&signed_stmt, &[]), async {
+        if ids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            tx.query(&ids_stmt, &[&ids]).await
         }
+    })?;
+    let signed: Option<i64> = signed.get(0);
+    tree::check_head_is_signed(tree_head.size(), signed.map(|s| s as u64))
+        .map_err(GroupError::Store)?;
+    let mut known: HashMap<String, Known> = HashMap::new();
+    for row in found {
+        let t: chrono::DateTime<chrono::Utc> = row.get(3);
+        known.insert(
+            row.get(0),
+            Known {
+                seq: row.get(1),
+                hash: row.get(2),
+                recorded_at: Timestamp::from_micros(t.timestamp_micros()),
+            },
+        );
     }
     let plan = group::plan(group, start, now, |id| Ok(known.get(id).cloned()))
         .map_err(GroupError::Store)?;
 
     if !plan.rows.is_empty() {
         let signer = tree::signer_or_read_only(signer).map_err(GroupError::Store)?;
+        let tree_work = std::time::Instant::now();
         let growth = tree::grow(tree_head, &plan.rows, now).map_err(GroupError::Store)?;
+        tree::account(tree_work);
         write_rows(&tx, &plan.rows, now).await?;
-        write_derived(&tx, &plan.derived).await?;
-        let positions: Vec<i64> = growth.hashes.iter().map(|(p, _)| *p).collect();
-        let hashes: Vec<&[u8]> = growth.hashes.iter().map(|(_, h)| h.as_slice()).collect();
-        tx.execute(
-            "INSERT INTO tree_hashes (position, hash) SELECT * FROM unnest($1::int8[], $2::bytea[])",
-            &[&positions, &hashes],
-        )
-        .await?;
+        let tree_work = std::time::Instant::now();
         let size = growth.tree.size();
         let root = growth.tree.root();
-        tx.execute(
-            "UPDATE ledger_head SET next_seq = $1, last_recorded_at = $2, subtrees = $3",
-            &[
-                &plan.next_seq,
-                &to_datetime(now),
-                &tree::encode_head(&growth.tree),
-            ],
-        )
-        .await?;
-        // Signed last, once every write of the transaction succeeded; a note
-        // whose commit then fails is dropped and never leaves this process.
-        // The head row lock makes this instance the only signer of this size.
+        // The head row lock makes this instance the only signer of this
+        // size. The note is written in this transaction; if it aborts, the
+        // note goes with it and is never visible.
         let note = signer.sign_checkpoint(size, &root);
-        tx.execute(
-            "INSERT INTO checkpoints (size, root, note, recorded_at) VALUES ($1, $2, $3, $4)",
-            &[&(size as i64), &root.as_slice(), &note, &to_datetime(now)],
-        )
-        .await?;
+        let positions: Vec<i64> = growth.hashes.iter().map(|(p, _)| *p).collect();
+        let hashes: Vec<&[u8]> = growth.hashes.iter().map(|(_, h)| h.as_slice()).collect();
+        let subtrees = tree::encode_head(&growth.tree);
+        let recorded_at = to_datetime(now);
+        let (tree_stmt, head_stmt, cp_stmt) = futures::try_join!(
+            tx.prepare_cached(
+                "INSERT INTO tree_hashes (position, hash) SELECT * FROM unnest($1::int8[], $2::bytea[])"
+            ),
+            tx.prepare_cached(
+                "UPDATE ledger_head SET next_seq = $1, last_recorded_at = $2, subtrees = $3"
+            ),
+            tx.prepare_cached(
+                "INSERT INTO checkpoints (size, root, note, recorded_at) VALUES ($1, $2, $3, $4)"
+            ),
+        )?;
+        tree::account(tree_work);
+        // Everything after the COPY is independent, so it all goes out at
+        // once and costs about one round trip instead of one per statement.
+        let size_i64 = size as i64;
+        let root_bytes = root.as_slice();
+        let tree_params: [&(dyn ToSql + Sync); 2] = [&positions, &hashes];
+        let head_params: [&(dyn ToSql + Sync); 3] = [&plan.next_seq, &recorded_at, &subtrees];
+        let cp_params: [&(dyn ToSql + Sync); 4] = [&size_i64, &root_bytes, &note, &recorded_at];
+        futures::try_join!(
+            write_keys(&tx, &plan.rows, now),
+            write_derived(&tx, &plan.derived),
+            tx.execute(&tree_stmt, &tree_params),
+            tx.execute(&head_stmt, &head_params),
+            tx.execute(&cp_stmt, &cp_params),
+        )?;
     }
     tx.commit().await?;
     Ok(plan.results)
 }
 
 async fn write_rows(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     rows: &[PlannedRow<'_>],
     now: Timestamp,
 ) -> Result<(), tokio_postgres::Error> {
@@ -271,74 +286,96 @@ async fn write_rows(
         writer.as_mut().write(&values).await?;
     }
     writer.finish().await?;
-
-    let keyed: Vec<_> = rows.iter().filter(|r| r.event.event_id.is_some()).collect();
-    if !keyed.is_empty() {
-        let ids: Vec<&str> = keyed
-            .iter()
-            .filter_map(|r| r.event.event_id.as_ref().map(|i| i.as_str()))
-            .collect();
-        let seqs: Vec<i64> = keyed.iter().map(|r| r.seq).collect();
-        let hashes: Vec<&[u8]> = keyed.iter().map(|r| r.digest.as_slice()).collect();
-        tx.execute(
-            "INSERT INTO event_ids (event_id, seq, content_hash, recorded_at) \
-             SELECT i, s, h, $4 FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(i, s, h)",
-            &[&ids, &seqs, &hashes, &recorded_at],
-        )
-        .await?;
-    }
     Ok(())
 }
 
+/// Records the idempotency keys of the new events.
+async fn write_keys(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[PlannedRow<'_>],
+    now: Timestamp,
+) -> Result<u64, tokio_postgres::Error> {
+    let keyed: Vec<_> = rows.iter().filter(|r| r.event.event_id.is_some()).collect();
+    if keyed.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = keyed
+        .iter()
+        .filter_map(|r| r.event.event_id.as_ref().map(|i| i.as_str()))
+        .collect();
+    let seqs: Vec<i64> = keyed.iter().map(|r| r.seq).collect();
+    let hashes: Vec<&[u8]> = keyed.iter().map(|r| r.digest.as_slice()).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO event_ids (event_id, seq, content_hash, recorded_at) \
+             SELECT i, s, h, $4 FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(i, s, h)",
+        )
+        .await?;
+    tx.execute(&stmt, &[&ids, &seqs, &hashes, &to_datetime(now)])
+        .await
+}
+
+/// Upserts the per-system summaries of a group.
+const SYSTEMS_UPSERT: &str = "INSERT INTO systems (system, first_seq, last_seq, last_applied_at, n_success, n_failure, n_rolled_back) \
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[]) \
+     ON CONFLICT (system) DO UPDATE SET \
+       last_seq = EXCLUDED.last_seq, \
+       last_applied_at = GREATEST(systems.last_applied_at, EXCLUDED.last_applied_at), \
+       n_success = systems.n_success + EXCLUDED.n_success, \
+       n_failure = systems.n_failure + EXCLUDED.n_failure, \
+       n_rolled_back = systems.n_rolled_back + EXCLUDED.n_rolled_back";
+
+/// Upserts the latest state of each (patch, system) pair of a group: the
+/// event with the greatest (applied_at, seq) wins.
+const PAIRS_UPSERT: &str = "INSERT INTO patch_state (patch_id, system, status, applied_at, seq, attempts) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[]) \
+     ON CONFLICT (patch_id, system) DO UPDATE SET \
+       status = CASE WHEN (EXCLUDED.applied_at, EXCLUDED.seq) > (patch_state.applied_at, patch_state.seq) \
+                THEN EXCLUDED.status ELSE patch_state.status END, \
+       seq = CASE WHEN (EXCLUDED.applied_at, EXCLUDED.seq) > (patch_state.applied_at, patch_state.seq) \
+             THEN EXCLUDED.seq ELSE patch_state.seq END, \
+       applied_at = GREATEST(patch_state.applied_at, EXCLUDED.applied_at), \
+       attempts = patch_state.attempts + EXCLUDED.attempts";
+
 async fn write_derived(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     d: &Derived,
 ) -> Result<(), tokio_postgres::Error> {
     let micros = |m: i64| to_datetime(Timestamp::from_micros(m));
     let names: Vec<&str> = d.systems.keys().map(String::as_str).collect();
     let sys: Vec<_> = names.iter().map(|n| &d.systems[*n]).collect();
-    tx.execute(
-        "INSERT INTO systems (system, first_seq, last_seq, last_applied_at, n_success, n_failure, n_rolled_back) \
-         SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[]) \
-         ON CONFLICT (system) DO UPDATE SET \
-           last_seq = EXCLUDED.last_seq, \
-           last_applied_at = GREATEST(systems.last_applied_at, EXCLUDED.last_applied_at), \
-           n_success = systems.n_success + EXCLUDED.n_success, \
-           n_failure = systems.n_failure + EXCLUDED.n_failure, \
-           n_rolled_back = systems.n_rolled_back + EXCLUDED.n_rolled_back",
-        &[
-            &names,
-            &sys.iter().map(|s| s.first_seq).collect::<Vec<_>>(),
-            &sys.iter().map(|s| s.last_seq).collect::<Vec<_>>(),
-            &sys.iter().map(|s| micros(s.last_applied_at)).collect::<Vec<_>>(),
-            &sys.iter().map(|s| s.counts[0]).collect::<Vec<_>>(),
-            &sys.iter().map(|s| s.counts[1]).collect::<Vec<_>>(),
-            &sys.iter().map(|s| s.counts[2]).collect::<Vec<_>>(),
-        ],
-    )
-    .await?;
+    let first_seq: Vec<i64> = sys.iter().map(|s| s.first_seq).collect();
+    let last_seq: Vec<i64> = sys.iter().map(|s| s.last_seq).collect();
+    let last_applied: Vec<_> = sys.iter().map(|s| micros(s.last_applied_at)).collect();
+    let counts: [Vec<i64>; 3] = std::array::from_fn(|i| sys.iter().map(|s| s.counts[i]).collect());
 
     let keys: Vec<&(String, String)> = d.pairs.keys().collect();
     let pairs: Vec<_> = keys.iter().map(|k| &d.pairs[*k]).collect();
-    tx.execute(
-        "INSERT INTO patch_state (patch_id, system, status, applied_at, seq, attempts) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[]) \
-         ON CONFLICT (patch_id, system) DO UPDATE SET \
-           status = CASE WHEN (EXCLUDED.applied_at, EXCLUDED.seq) > (patch_state.applied_at, patch_state.seq) \
-                    THEN EXCLUDED.status ELSE patch_state.status END, \
-           seq = CASE WHEN (EXCLUDED.applied_at, EXCLUDED.seq) > (patch_state.applied_at, patch_state.seq) \
-                 THEN EXCLUDED.seq ELSE patch_state.seq END, \
-           applied_at = GREATEST(patch_state.applied_at, EXCLUDED.applied_at), \
-           attempts = patch_state.attempts + EXCLUDED.attempts",
-        &[
-            &keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
-            &keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>(),
-            &pairs.iter().map(|p| p.status.as_str()).collect::<Vec<_>>(),
-            &pairs.iter().map(|p| micros(p.applied_at)).collect::<Vec<_>>(),
-            &pairs.iter().map(|p| p.seq).collect::<Vec<_>>(),
-            &pairs.iter().map(|p| p.attempts).collect::<Vec<_>>(),
-        ],
-    )
-    .await?;
+    let patch_ids: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let systems: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let statuses: Vec<&str> = pairs.iter().map(|p| p.status.as_str()).collect();
+    let applied: Vec<_> = pairs.iter().map(|p| micros(p.applied_at)).collect();
+    let seqs: Vec<i64> = pairs.iter().map(|p| p.seq).collect();
+    let attempts: Vec<i64> = pairs.iter().map(|p| p.attempts).collect();
+
+    let (systems_stmt, pairs_stmt) = futures::try_join!(
+        tx.prepare_cached(SYSTEMS_UPSERT),
+        tx.prepare_cached(PAIRS_UPSERT)
+    )?;
+    let system_params: [&(dyn ToSql + Sync); 7] = [
+        &names,
+        &first_seq,
+        &last_seq,
+        &last_applied,
+        &counts[0],
+        &counts[1],
+        &counts[2],
+    ];
+    let pair_params: [&(dyn ToSql + Sync); 6] =
+        [&patch_ids, &systems, &statuses, &applied, &seqs, &attempts];
+    futures::try_join!(
+        tx.execute(&systems_stmt, &system_params),
+        tx.execute(&pairs_stmt, &pair_params),
+    )?;
     Ok(())
 }

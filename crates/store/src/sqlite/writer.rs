@@ -98,6 +98,7 @@ fn run_group(
         let signer = tree::signer_or_read_only(signer)?;
         insert_rows(&tx, &plan.rows, now)?;
         upsert_derived(&tx, &plan.derived)?;
+        let tree_work = std::time::Instant::now();
         let growth = tree::grow(head, &plan.rows, now)?;
         let mut insert = tx
             .prepare_cached("INSERT INTO tree_hashes (position, hash) VALUES (?, ?)")
@@ -126,6 +127,7 @@ fn run_group(
             params![size as i64, &root[..], note, now.as_micros()],
         )
         .map_err(internal)?;
+        tree::account(tree_work);
     }
     tx.commit().map_err(internal)?;
     Ok(plan.results)
