@@ -206,10 +206,17 @@ async fn run_group(
         let hashes: Vec<&[u8]> = growth.hashes.iter().map(|(_, h)| h.as_slice()).collect();
         let subtrees = tree::encode_head(&growth.tree);
         let recorded_at = to_datetime(now);
-        let (tree_stmt, head_stmt, cp_stmt) = futures::try_join!(
-            tx.prepare_cached(
-                "INSERT INTO tree_hashes (position, hash) SELECT * FROM unnest($1::int8[], $2::bytea[])"
-            ),
+        // Binary COPY is the cheapest way in for two small rows per event.
+        let sink = tx
+            .copy_in("COPY tree_hashes (position, hash) FROM STDIN BINARY")
+            .await?;
+        let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::BYTEA]);
+        pin_mut!(writer);
+        for (position, hash) in positions.iter().zip(&hashes) {
+            writer.as_mut().write(&[position, hash]).await?;
+        }
+        writer.finish().await?;
+        let (head_stmt, cp_stmt) = futures::try_join!(
             tx.prepare_cached(
                 "UPDATE ledger_head SET next_seq = $1, last_recorded_at = $2, subtrees = $3"
             ),
@@ -222,13 +229,11 @@ async fn run_group(
         // once and costs about one round trip instead of one per statement.
         let size_i64 = size as i64;
         let root_bytes = root.as_slice();
-        let tree_params: [&(dyn ToSql + Sync); 2] = [&positions, &hashes];
         let head_params: [&(dyn ToSql + Sync); 3] = [&plan.next_seq, &recorded_at, &subtrees];
         let cp_params: [&(dyn ToSql + Sync); 4] = [&size_i64, &root_bytes, &note, &recorded_at];
         futures::try_join!(
             write_keys(&tx, &plan.rows, now),
             write_derived(&tx, &plan.derived),
-            tx.execute(&tree_stmt, &tree_params),
             tx.execute(&head_stmt, &head_params),
             tx.execute(&cp_stmt, &cp_params),
         )?;
