@@ -102,10 +102,12 @@ impl Replay {
                 last_seq: None,
                 reason: if seq < expected {
                     format!("seq {seq} appears twice: a row was inserted")
+                } else if expected == 0 {
+                    format!("seq 0 is missing: the events start at seq {seq} (a row was deleted)")
                 } else {
                     format!(
                         "seq {expected} is missing: the events jump from seq {} to seq {seq} (a row was deleted)",
-                        expected as i128 - 1
+                        expected - 1
                     )
                 },
             });
@@ -224,13 +226,14 @@ impl Replay {
         // explains it.
         let precise_inside = |d: &Divergence, all: &[Divergence]| {
             d.last_seq.is_some_and(|last| {
-                all.iter().any(|o| {
-                    o != d
-                        && o.first_seq >= d.first_seq
-                        && o.first_seq <= last
-                        && o.last_seq
-                            .is_none_or(|ol| ol - o.first_seq < last - d.first_seq)
-                })
+                last > d.first_seq
+                    && all.iter().any(|o| {
+                        o != d
+                            && o.first_seq >= d.first_seq
+                            && o.first_seq <= last
+                            && o.last_seq
+                                .is_none_or(|ol| ol - o.first_seq < last - d.first_seq)
+                    })
             })
         };
         let (later, first): (Vec<Divergence>, Vec<Divergence>) = found
@@ -351,14 +354,27 @@ pub async fn verify(config: &Config, a: VerifyArgs) -> Result<()> {
         return verify_server(config, &server, &a).await;
     }
     let trusted = trusted_key(config, a.key.as_deref(), a.input.is_none())?;
-    let report = match &a.input {
-        Some(path) => verify_export(path, &trusted, a.quiet)?,
+    let result = match &a.input {
+        Some(path) => verify_export(path, &trusted, a.quiet),
         None => {
             let store = open_store(config, true).await?;
-            verify_store(&*store, &trusted, a.quiet, a.check_tree).await?
+            verify_store(&*store, &trusted, a.quiet, a.check_tree).await
         }
     };
-    print_report(&report, a.json)
+    match result {
+        Ok(report) => print_report(&report, a.json),
+        Err(e) => {
+            // A failure that no seq explains (no checkpoint at all, a bad
+            // signature) is still a report for --json readers.
+            if let Some(f) = e.downcast_ref::<Failure>() {
+                if a.json && f.code == crate::exit::Code::Unverified {
+                    let body = serde_json::json!({"ok": false, "problem": f.message});
+                    println!("{}", serde_json::to_string_pretty(&body)?);
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
 fn print_report(report: &Report, json: bool) -> Result<()> {
