@@ -35,9 +35,21 @@ pub fn load_or_create(path: &Path) -> Result<NoteSigner> {
             if e.downcast_ref::<Failure>()
                 .is_some_and(|f| f.code == crate::exit::Code::NotFound) =>
         {
-            let key = create(path, &default_key_name())?;
-            tracing::info!(path = %path.display(), key = %key.verifier(), "created the checkpoint signing key");
-            Ok(key)
+            match create(path, &default_key_name()) {
+                Ok(key) => {
+                    tracing::info!(path = %path.display(), key = %key.verifier(), "created the checkpoint signing key");
+                    Ok(key)
+                }
+                // Another process (a second instance starting beside this
+                // one) created it first: use that one.
+                Err(e)
+                    if e.downcast_ref::<Failure>()
+                        .is_some_and(|f| f.code == crate::exit::Code::Conflict) =>
+                {
+                    load(path)
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     }
@@ -47,16 +59,25 @@ pub fn load_or_create(path: &Path) -> Result<NoteSigner> {
 pub fn create(path: &Path, name: &str) -> Result<NoteSigner> {
     let key = NoteSigner::generate(name)
         .map_err(|e| Failure::usage(format!("key name {name:?}: {e}")))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // The mode is set as the file is created, so the secret is never
-        // readable by others, not even for a moment.
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| {
+    // The key is written whole to a private temporary file in the same
+    // directory, then linked into place: the link fails if a key exists,
+    // and a reader never sees a half-written key.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let write = || -> std::io::Result<tempfile::NamedTempFile> {
+        // tempfile creates the file with mode 0600.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".patchaudit-key-")
+            .tempfile_in(dir)?;
+        tmp.write_all(format!("{}\n", key.to_text()).as_bytes())?;
+        tmp.as_file().sync_all()?;
+        Ok(tmp)
+    };
+    let tmp = write()
+        .map_err(|e| Failure::error(format!("creating the signing key {}: {e}", path.display())))?;
+    std::fs::hard_link(tmp.path(), path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             Failure::conflict(format!(
                 "{} already exists; a signing key is never overwritten",
@@ -66,15 +87,6 @@ pub fn create(path: &Path, name: &str) -> Result<NoteSigner> {
             Failure::error(format!("creating the signing key {}: {e}", path.display()))
         }
     })?;
-    let write = file
-        .write_all(format!("{}\n", key.to_text()).as_bytes())
-        .and_then(|()| file.sync_all());
-    if let Err(e) = write {
-        let _ = std::fs::remove_file(path);
-        return Err(
-            Failure::error(format!("writing the signing key {}: {e}", path.display())).into(),
-        );
-    }
     Ok(key)
 }
 

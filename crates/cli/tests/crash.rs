@@ -146,4 +146,20 @@ async fn kill_9_while_streaming_loses_nothing_acknowledged() {
         assert_eq!(e["patch_id"], orig["patch_id"]);
         assert_eq!(e["status"], orig["status"]);
     }
+
+    // The kill left no disagreement between the events, the tree and the
+    // signed checkpoints.
+    let o = common::run(
+        dir.path(),
+        &[
+            "verify",
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+            "--check-tree",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["events"], sent.len() as u64, "{report}");
 }

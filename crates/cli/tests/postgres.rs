@@ -131,6 +131,16 @@ async fn two_server_processes_write_one_correct_ledger() {
         .unwrap();
     assert_eq!(r.status(), 409);
 
+    // Both instances signed with the one key they share, into one tree:
+    // every leaf, every checkpoint and every stored hash check out.
+    let o = common::run(
+        dir.path(),
+        &["verify", "--database-url", &url, "--check-tree", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(report["events"], (CLIENTS * PER_CLIENT) as u64, "{report}");
+
     // Stop the servers before the guard drops the schema.
     drop((a, b));
     drop(guard);
