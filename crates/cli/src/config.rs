@@ -442,6 +442,51 @@ mod tests {
     }
 
     #[test]
+    fn the_signing_key_lives_beside_the_ledger_unless_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let at = |flags: FlagValues, env: &[(&str, &str)]| {
+            Config::load(&flags, &env_of(env))
+                .unwrap()
+                .signing_key_path()
+                .unwrap()
+        };
+        let db = |url: &str| FlagValues {
+            database_url: Some(url.into()),
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(
+            at(db("sqlite:///var/lib/pa/ledger.db"), &[]),
+            PathBuf::from("/var/lib/pa/patchaudit.key")
+        );
+        assert_eq!(
+            at(db("sqlite://ledger.db"), &[]),
+            PathBuf::from("./patchaudit.key")
+        );
+        assert_eq!(
+            at(db("postgres://u@h/db"), &[]),
+            PathBuf::from("patchaudit.key")
+        );
+        std::fs::write(&file, "signing_key = \"/etc/pa/file.key\"\n").unwrap();
+        assert_eq!(
+            at(db("sqlite://x.db"), &[]),
+            PathBuf::from("/etc/pa/file.key")
+        );
+        let env = [("PATCHAUDIT_SIGNING_KEY", "/etc/pa/env.key")];
+        assert_eq!(
+            at(db("sqlite://x.db"), &env),
+            PathBuf::from("/etc/pa/env.key")
+        );
+        let flags = FlagValues {
+            signing_key: Some("/etc/pa/flag.key".into()),
+            ..db("sqlite://x.db")
+        };
+        assert_eq!(at(flags, &env), PathBuf::from("/etc/pa/flag.key"));
+    }
+
+    #[test]
     fn layers_override_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
