@@ -7,7 +7,9 @@
 //! Every backend upholds the ledger's invariants (see `ARCHITECTURE.md`):
 //! events are only ever appended; `seq` is dense from 0; a batch is written
 //! whole or not at all; an `event_id` names at most one event; and an append
-//! is durable before it is acknowledged.
+//! is durable before it is acknowledged. Each commit also extends the
+//! ledger's Merkle tree and stores a signed checkpoint of it, in the same
+//! transaction (see [`tree`]).
 
 pub mod conformance;
 mod derived;

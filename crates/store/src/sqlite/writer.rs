@@ -5,7 +5,9 @@
 //! IMMEDIATE transaction: `group::plan` first decides, request by request,
 //! what is new, what is a duplicate and which requests conflict (those are
 //! left out whole), then the new events are inserted and the summaries
-//! upserted once for the whole group. Replies are sent only after the commit
+//! upserted once for the whole group. The same transaction extends the
+//! Merkle tree (its new hashes and the head row) and stores a checkpoint of
+//! the new tree, signed last. Replies are sent only after the commit
 //! returned, so an acknowledgement always means "durable".
 //!
 //! The writer never checkpoints the WAL itself (see `checkpointer`), so a
