@@ -59,6 +59,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Log(a) => log(&config, a).await,
         Command::Import(a) => import(&config, a).await,
+        Command::Collect(a) => crate::collect::collect(&config, a).await,
         Command::Events(a) => events(&config, a).await,
         Command::Systems(a) => systems(&config, a).await,
         Command::Patch(a) => patch(&config, a).await,
@@ -133,7 +134,11 @@ pub(crate) async fn open_store(config: &Config, reads_only: bool) -> Result<Arc<
     }
 }
 
-async fn backend(config: &Config, client: &ClientArgs, reads_only: bool) -> Result<Backend> {
+pub(crate) async fn backend(
+    config: &Config,
+    client: &ClientArgs,
+    reads_only: bool,
+) -> Result<Backend> {
     let server = client
         .server
         .clone()
@@ -198,7 +203,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested; finishing requests in flight");
 }
 
-fn validation_context(config: &Config) -> ValidationContext {
+pub(crate) fn validation_context(config: &Config) -> ValidationContext {
     ValidationContext {
         now: Timestamp::now(),
         max_future_skew_micros: config.server_config().max_future_skew_micros,

@@ -6,6 +6,7 @@
 
 mod audit;
 mod backend;
+mod collect;
 mod commands;
 mod config;
 mod exit;
@@ -95,6 +96,21 @@ is recorded. Events without an event_id get one derived from their content, so r
 import after an interruption records nothing twice. CSV files have a header row of field names;
 cves are separated by ';'.")]
     Import(ImportArgs),
+    /// Record the patch events of this host's dpkg, apt and yum logs, each exactly once.
+    #[command(after_help = "\
+Examples:
+  patchaudit collect --server http://127.0.0.1:8080          # every log found: dpkg, apt, yum
+  patchaudit collect --source dpkg --file /var/log/dpkg.log.2.gz --file /var/log/dpkg.log.1 \\
+      --file /var/log/dpkg.log --system web-01
+  patchaudit collect --source apt --utc-offset +02:00 --state /var/lib/patchaudit/collect.state
+
+Without --source, reads /var/log/dpkg.log, /var/log/apt/history.log and /var/log/yum.log, each
+with its rotations (NAME.1, NAME.2.gz, ...), oldest first. The state file remembers what was
+sent, so each run sends only new events. If the server is unreachable, the events are kept in the
+spool directory and the command exits 6; the next run sends the spool first. Event ids are
+derived from the events, so nothing is ever recorded twice. Parser problems are printed as
+warnings and never stop the run. Log times are read as UTC unless --utc-offset says otherwise.")]
+    Collect(CollectArgs),
     /// Query the ledger's events.
     #[command(after_help = "\
 Examples:
@@ -284,6 +300,40 @@ struct ImportArgs {
     #[arg(long)]
     dry_run: bool,
     /// Print no progress and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Clone)]
+struct CollectArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Read only this log [default: every one present on this host].
+    #[arg(long, value_name = "NAME", value_parser = ["dpkg", "apt", "yum"])]
+    source: Option<String>,
+    /// A file of the --source log; repeat for rotated files, oldest first
+    /// [default: the standard path and its rotations].
+    #[arg(long = "file", value_name = "FILE", requires = "source")]
+    files: Vec<PathBuf>,
+    /// The system the events belong to [default: /etc/hostname, else $HOSTNAME].
+    #[arg(long)]
+    system: Option<String>,
+    /// The UTC offset of the logs' local times, e.g. +02:00; keep it the same on every run
+    /// [default: +00:00].
+    #[arg(long, value_name = "OFFSET")]
+    utc_offset: Option<String>,
+    /// Events per request or transaction.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    batch_size: usize,
+    /// Where to remember what was sent [default: patchaudit-collect.state beside the local
+    /// SQLite ledger, or in the working directory with --server].
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Where to keep events the server could not take [default: patchaudit-collect.spool beside
+    /// the state file].
+    #[arg(long, value_name = "DIR")]
+    spool: Option<PathBuf>,
+    /// Print no progress and no summary (warnings and errors still go to stderr).
     #[arg(long, short)]
     quiet: bool,
 }

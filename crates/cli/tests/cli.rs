@@ -25,8 +25,8 @@ fn count(dir: &std::path::Path, extra: &[&str]) -> usize {
 fn every_subcommand_has_help_with_examples() {
     let dir = tempfile::tempdir().unwrap();
     for sub in [
-        "serve", "log", "import", "events", "systems", "patch", "config", "verify", "prove",
-        "export", "key",
+        "serve", "log", "import", "collect", "events", "systems", "patch", "config", "verify",
+        "prove", "export", "key",
     ] {
         let o = run(dir.path(), &[sub, "--help"]);
         assert!(o.status.success(), "{sub} --help failed");
