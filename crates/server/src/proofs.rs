@@ -88,18 +88,6 @@ async fn latest_size(st: &AppState) -> Result<u64, ApiError> {
     Ok(st.store.checkpoint().await?.map_or(0, |c| c.size))
 }
 
-async fn leaf_hash(st: &AppState, seq: u64) -> Result<Hash, ApiError> {
-    let position = tree::leaf_position(seq);
-    st.store
-        .tree_hashes(&[position])
-        .await?
-        .first()
-        .map(|(_, h)| *h)
-        .ok_or_else(|| {
-            ApiError::Internal(format!("the stored tree lacks the leaf hash of seq {seq}"))
-        })
-}
-
 /// Proves that the event at `seq` is in the tree of `size` events.
 #[utoipa::path(
     get,
@@ -124,10 +112,8 @@ pub(crate) async fn inclusion(
     }
     p.finish(&["seq", "size"])?;
     let seq = seq.unwrap_or_default();
-    let size = match size {
-        Some(s) => s,
-        None => latest_size(&st).await?,
-    };
+    let signed = latest_size(&st).await?;
+    let size = size.unwrap_or(signed);
     if seq >= size {
         return Err(ApiError::BadParameters(vec![FieldError::new(
             "seq",
@@ -135,11 +121,11 @@ pub(crate) async fn inclusion(
             format!("must be below the tree size {size}"),
         )]));
     }
-    let proof = tree::inclusion_proof(&*st.store, seq, size).await?;
+    let (leaf, proof) = tree::leaf_and_inclusion_proof(&*st.store, seq, size, Some(signed)).await?;
     Ok(Json(InclusionProofOut {
         seq,
         size,
-        leaf_hash: B64.encode(leaf_hash(&st, seq).await?),
+        leaf_hash: B64.encode(leaf),
         proof: b64(&proof),
     }))
 }
@@ -252,10 +238,12 @@ pub(crate) async fn event_proof(
     let event = st.store.get(seq).await?.ok_or_else(|| {
         ApiError::Internal(format!("seq {seq} is below the checkpoint but not stored"))
     })?;
-    let proof = tree::inclusion_proof(&*st.store, seq, checkpoint.size).await?;
+    let (leaf, proof) =
+        tree::leaf_and_inclusion_proof(&*st.store, seq, checkpoint.size, Some(checkpoint.size))
+            .await?;
     Ok(Json(EventProofOut {
         event: EventOut::from(&event),
-        leaf_hash: B64.encode(leaf_hash(&st, seq).await?),
+        leaf_hash: B64.encode(leaf),
         size: checkpoint.size,
         proof: b64(&proof),
         checkpoint: checkpoint.note,

@@ -237,6 +237,40 @@ pub async fn inclusion_proof<S: Store + ?Sized>(
     .await
 }
 
+/// The stored leaf hash of `index` and its inclusion proof in the tree of
+/// `size` leaves, read in one query. `signed_size` is the latest
+/// checkpoint's size when the caller already read it, which saves a query.
+pub async fn leaf_and_inclusion_proof<S: Store + ?Sized>(
+    store: &S,
+    index: u64,
+    size: u64,
+    signed_size: Option<u64>,
+) -> Result<(Hash, Vec<Hash>), TreeError> {
+    if index >= size {
+        return Err(TreeError::Invalid(format!(
+            "leaf {index} is not in the tree of size {size}"
+        )));
+    }
+    match signed_size {
+        Some(len) if size > len => return Err(TreeError::BeyondLedger { size, len }),
+        Some(_) => {}
+        None => check_size(store, size).await?,
+    }
+    with_fetched(
+        store,
+        |s| {
+            let leaf = patchaudit_proofs::HashSource::subtree_hash(s, 0, index)
+                .map_err(ProofError::Source)?;
+            Ok((leaf, patchaudit_proofs::inclusion_proof(s, index, size)?))
+        },
+        |s| {
+            let _ = s.subtree_hash(0, index);
+            let _ = patchaudit_proofs::inclusion_proof(s, index, size);
+        },
+    )
+    .await
+}
+
 /// The consistency proof from the tree of `from` leaves to the tree of `to`
 /// leaves, from O(log n) stored hashes.
 pub async fn consistency_proof<S: Store + ?Sized>(
