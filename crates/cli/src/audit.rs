@@ -7,7 +7,7 @@
 //! checkpoint's signature. The first place where the ledger stops matching
 //! its signed history is reported with the reason, and the exit code is 7.
 
-use crate::backend::{self, store_failure, Backend};
+use crate::backend::{store_failure, Backend};
 use crate::commands::open_store;
 use crate::config::Config;
 use crate::exit::Failure;
@@ -659,24 +659,6 @@ fn write_state(path: &Path, note: &str) -> Result<()> {
     Ok(())
 }
 
-async fn get_text(client: &reqwest::Client, url: &str) -> Result<String> {
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| Failure::unavailable(format!("cannot reach {url}: {e}")))?;
-    let resp = backend::check(resp).await?;
-    resp.text().await.context("reading the server's answer")
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    url: &str,
-) -> Result<T> {
-    let text = get_text(client, url).await?;
-    serde_json::from_str(&text).context("the server's answer is not what this client expects")
-}
-
 fn decode_hashes(proof: &[String]) -> Result<Vec<Hash>> {
     proof
         .iter()
@@ -698,10 +680,8 @@ fn decode_hashes(proof: &[String]) -> Result<Vec<Hash>> {
 /// its consistency with the last one this auditor saw.
 async fn verify_server(config: &Config, server: &str, a: &VerifyArgs) -> Result<()> {
     let trusted = trusted_key(config, a.key.as_deref(), false)?;
-    let Backend::Remote { client, base } = Backend::remote(server)? else {
-        unreachable!("Backend::remote returns a remote backend")
-    };
-    let note = get_text(&client, &format!("{base}/v1/checkpoint")).await?;
+    let remote = Backend::remote(server)?;
+    let note = remote.get_text("/v1/checkpoint").await?;
     let new = open_checkpoint(&note, &trusted).map_err(|e| {
         Failure::unverified(format!(
             "verification failed: the server's checkpoint is not validly signed by the trusted key {trusted}: {e}"
@@ -730,14 +710,12 @@ async fn verify_server(config: &Config, server: &str, a: &VerifyArgs) -> Result<
             .into());
         }
         Some(old) if new.size > old.size => {
-            let p: ConsistencyProofOut = get_json(
-                &client,
-                &format!(
-                    "{base}/v1/proofs/consistency?from={}&to={}",
+            let p: ConsistencyProofOut = remote
+                .get_json(&format!(
+                    "/v1/proofs/consistency?from={}&to={}",
                     old.size, new.size
-                ),
-            )
-            .await?;
+                ))
+                .await?;
             let proof = decode_hashes(&p.proof)?;
             verify_consistency(old.size, new.size, &proof, &old.root, &new.root).map_err(|e| {
                 Failure::unverified(format!(
@@ -781,11 +759,9 @@ pub async fn prove(config: &Config, a: ProveArgs) -> Result<()> {
     let trusted = trusted_key(config, a.key.as_deref(), server.is_none())?;
     let (event, size, proof, note) = match server {
         Some(url) => {
-            let Backend::Remote { client, base } = Backend::remote(&url)? else {
-                unreachable!("Backend::remote returns a remote backend")
-            };
-            let p: EventProofOut =
-                get_json(&client, &format!("{base}/v1/events/{}/proof", a.seq)).await?;
+            let p: EventProofOut = Backend::remote(&url)?
+                .get_json(&format!("/v1/events/{}/proof", a.seq))
+                .await?;
             let event = event_from_out(p.event).map_err(|m| {
                 Failure::unverified(format!("the server sent an invalid event: {m}"))
             })?;
@@ -872,14 +848,9 @@ pub async fn export(config: &Config, a: ExportArgs) -> Result<()> {
     let server = a.server.clone().or_else(|| config.server.value.clone());
     let (backend, note) = match server {
         Some(url) => {
-            let b = Backend::remote(&url)?;
-            let note = match &b {
-                Backend::Remote { client, base } => {
-                    get_text(client, &format!("{base}/v1/checkpoint")).await?
-                }
-                Backend::Local(_) => unreachable!("Backend::remote returns a remote backend"),
-            };
-            (b, note)
+            let remote = Backend::remote(&url)?;
+            let note = remote.get_text("/v1/checkpoint").await?;
+            (remote, note)
         }
         None => {
             let store = open_store(config, true).await?;

@@ -52,6 +52,36 @@ impl Backend {
         Ok(Backend::Remote { client, base })
     }
 
+    /// GETs `path` (such as `/v1/checkpoint`) from the server, as text.
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        self.get(path)
+            .await?
+            .text()
+            .await
+            .context("reading the server's answer")
+    }
+
+    /// GETs `path` from the server and reads the JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        json_or_problem(self.get(path).await?).await
+    }
+
+    /// GETs `path` from the server; a problem document is a failure.
+    async fn get(&self, path: &str) -> Result<reqwest::Response> {
+        let Backend::Remote { client, base } = self else {
+            return Err(Failure::usage(format!(
+                "{path} can only be asked of a server; pass --server"
+            ))
+            .into());
+        };
+        let resp = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .map_err(|e| unreachable(base, e))?;
+        check(resp).await
+    }
+
     /// Appends validated events as one all-or-nothing batch.
     pub async fn ingest(&self, events: Vec<NewEvent>) -> Result<IngestResponse> {
         match self {
@@ -267,7 +297,7 @@ fn unreachable(base: &str, e: reqwest::Error) -> anyhow::Error {
 }
 
 /// Passes a success through; turns a problem document into a failure.
-pub(crate) async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
     if resp.status().is_success() {
         return Ok(resp);
     }

@@ -154,3 +154,34 @@ pub(crate) fn leaf_status(seq: i64, s: &str) -> Result<Status, StoreError> {
     s.parse()
         .map_err(|m| StoreError::Corrupt(format!("event seq {seq}: status {m}")))
 }
+
+/// A stored tree hash read back, checked to be 32 bytes.
+pub(crate) fn stored_hash(position: i64, bytes: &[u8]) -> Result<(u64, crate::Hash), StoreError> {
+    let hash = crate::Hash::try_from(bytes).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "the tree hash at position {position} has {} bytes",
+            bytes.len()
+        ))
+    })?;
+    Ok((position as u64, hash))
+}
+
+/// A checkpoint row read back, its root checked to be 32 bytes.
+pub(crate) fn stored_checkpoint(
+    size: i64,
+    root: &[u8],
+    note: String,
+    recorded_at: Timestamp,
+) -> Result<crate::StoredCheckpoint, StoreError> {
+    Ok(crate::StoredCheckpoint {
+        size: size as u64,
+        root: crate::Hash::try_from(root).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "the checkpoint of size {size} has a root of {} bytes",
+                root.len()
+            ))
+        })?,
+        note,
+        recorded_at,
+    })
+}

@@ -49,11 +49,6 @@ pub(crate) fn account(start: std::time::Instant) {
     TREE_NANOS.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The stored position of the leaf hash of the event at `seq`.
-pub fn leaf_position(seq: u64) -> u64 {
-    patchaudit_proofs::stored_hash_index(0, seq)
-}
-
 /// Decodes a stored tree head: `size` and the concatenated roots of its
 /// perfect subtrees, largest first.
 pub(crate) fn decode_head(size: i64, subtrees: &[u8]) -> Result<TreeBuilder, StoreError> {
@@ -221,20 +216,7 @@ pub async fn inclusion_proof<S: Store + ?Sized>(
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, TreeError> {
-    if index >= size {
-        return Err(TreeError::Invalid(format!(
-            "leaf {index} is not in the tree of size {size}"
-        )));
-    }
-    check_size(store, size).await?;
-    with_fetched(
-        store,
-        |s| patchaudit_proofs::inclusion_proof(s, index, size),
-        |s| {
-            let _ = patchaudit_proofs::inclusion_proof(s, index, size);
-        },
-    )
-    .await
+    Ok(leaf_and_inclusion_proof(store, index, size, None).await?.1)
 }
 
 /// The stored leaf hash of `index` and its inclusion proof in the tree of

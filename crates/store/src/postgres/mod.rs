@@ -315,30 +315,13 @@ async fn sign_backfilled_head(pool: &Pool, signer: &NoteSigner) -> Result<(), St
 }
 
 fn row_to_checkpoint(r: &tokio_postgres::Row) -> Result<StoredCheckpoint, StoreError> {
-    let size: i64 = r.get(0);
-    let root: Vec<u8> = r.get(1);
     let recorded_at: DateTime<Utc> = r.get(3);
-    Ok(StoredCheckpoint {
-        size: size as u64,
-        root: Hash::try_from(root.as_slice()).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "the checkpoint of size {size} has a root of {} bytes",
-                root.len()
-            ))
-        })?,
-        note: r.get(2),
-        recorded_at: Timestamp::from_micros(micros(recorded_at)),
-    })
-}
-
-fn to_hash(position: i64, bytes: &[u8]) -> Result<(u64, Hash), StoreError> {
-    let hash = Hash::try_from(bytes).map_err(|_| {
-        StoreError::Corrupt(format!(
-            "the tree hash at position {position} has {} bytes",
-            bytes.len()
-        ))
-    })?;
-    Ok((position as u64, hash))
+    crate::rows::stored_checkpoint(
+        r.get(0),
+        r.get::<_, &[u8]>(1),
+        r.get(2),
+        Timestamp::from_micros(micros(recorded_at)),
+    )
 }
 
 fn row_to_event(r: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
@@ -576,7 +559,7 @@ impl Store for PgStore {
             .await
             .map_err(|e| db_error(&e))?;
         rows.iter()
-            .map(|r| to_hash(r.get(0), r.get::<_, &[u8]>(1)))
+            .map(|r| crate::rows::stored_hash(r.get(0), r.get::<_, &[u8]>(1)))
             .collect()
     }
 
@@ -597,7 +580,7 @@ impl Store for PgStore {
             .await
             .map_err(|e| db_error(&e))?;
         rows.iter()
-            .map(|r| to_hash(r.get(0), r.get::<_, &[u8]>(1)))
+            .map(|r| crate::rows::stored_hash(r.get(0), r.get::<_, &[u8]>(1)))
             .collect()
     }
 

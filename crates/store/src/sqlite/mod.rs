@@ -266,32 +266,13 @@ fn sign_backfilled_head(conn: &mut Connection, signer: &NoteSigner) -> Result<()
 
 /// Reads a row of `size, root, note, recorded_at` from `checkpoints`.
 fn row_to_checkpoint(r: &Row<'_>) -> rusqlite::Result<Result<StoredCheckpoint, StoreError>> {
-    let size: i64 = r.get(0)?;
     let root: Vec<u8> = r.get(1)?;
-    let note: String = r.get(2)?;
-    let recorded_at: i64 = r.get(3)?;
-    Ok(match <Hash>::try_from(root.as_slice()) {
-        Ok(root) => Ok(StoredCheckpoint {
-            size: size as u64,
-            root,
-            note,
-            recorded_at: Timestamp::from_micros(recorded_at),
-        }),
-        Err(_) => Err(StoreError::Corrupt(format!(
-            "the checkpoint of size {size} has a root of {} bytes",
-            root.len()
-        ))),
-    })
-}
-
-fn to_hash(position: i64, bytes: Vec<u8>) -> Result<(u64, Hash), StoreError> {
-    let hash = Hash::try_from(bytes.as_slice()).map_err(|_| {
-        StoreError::Corrupt(format!(
-            "the tree hash at position {position} has {} bytes",
-            bytes.len()
-        ))
-    })?;
-    Ok((position as u64, hash))
+    Ok(crate::rows::stored_checkpoint(
+        r.get(0)?,
+        &root,
+        r.get(2)?,
+        Timestamp::from_micros(r.get(3)?),
+    ))
 }
 
 /// A text column's bytes, borrowed from the row. They are not checked to
@@ -546,7 +527,7 @@ impl Store for SqliteStore {
                     .optional()
                     .map_err(internal)?;
                 if let Some(bytes) = found {
-                    out.push(to_hash(p, bytes)?);
+                    out.push(crate::rows::stored_hash(p, &bytes)?);
                 }
             }
             Ok(out)
@@ -570,7 +551,11 @@ impl Store for SqliteStore {
             let mut rows = stmt.query(rusqlite::params![from, limit]).map_err(internal)?;
             let mut out = Vec::new();
             while let Some(r) = rows.next().map_err(internal)? {
-                out.push(to_hash(r.get(0).map_err(internal)?, r.get(1).map_err(internal)?)?);
+                let bytes: &[u8] = match r.get_ref(1).map_err(internal)? {
+                    rusqlite::types::ValueRef::Blob(b) => b,
+                    _ => &[],
+                };
+                out.push(crate::rows::stored_hash(r.get(0).map_err(internal)?, bytes)?);
             }
             Ok(out)
         })
