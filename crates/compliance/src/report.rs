@@ -1,0 +1,669 @@
+//! The compliance report over a fleet, computed from a snapshot of the
+//! catalog, the systems, the policy, the exceptions and the pair facts.
+//!
+//! [`Report::compute`] is pure: the same [`ReportInput`] always gives the
+//! same report, which is what lets an auditor derive a report again from
+//! the ledger checkpoint it names.
+
+use crate::catalog::{CatalogEntry, Severity};
+use crate::exception::Exception;
+use crate::facts::PairFacts;
+use crate::policy::SlaPolicy;
+use crate::state::{evaluate_prepared, PairState};
+use crate::tags::{Tag, Tags};
+use crate::DAY_MICROS;
+use patchaudit_domain::Timestamp;
+use std::collections::{BTreeMap, HashMap};
+
+/// A system as the report sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemView {
+    /// The system's id.
+    pub id: String,
+    /// Its tags.
+    pub tags: Tags,
+    /// When the ledger first heard of it.
+    pub first_seen: Option<Timestamp>,
+    /// When the ledger last heard of it.
+    pub last_seen: Option<Timestamp>,
+}
+
+/// The ledger checkpoint a report was computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRef {
+    /// The tree size: the report covers events with seq below it.
+    pub size: u64,
+    /// The tree's root hash, as lowercase hex.
+    pub root_hex: String,
+}
+
+/// Everything a report is computed from.
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    /// The instant the report describes.
+    pub at: Timestamp,
+    /// Whether `at` was asked for (`--as-of`) rather than "now".
+    pub as_of: bool,
+    /// The checkpoint of the events the facts were folded from.
+    pub checkpoint: Option<CheckpointRef>,
+    /// The catalog as it stood at `at`.
+    pub catalog: Vec<CatalogEntry>,
+    /// Every known system, with its tags as they stood at `at`.
+    pub systems: Vec<SystemView>,
+    /// The SLA policy as it stood at `at`.
+    pub policy: SlaPolicy,
+    /// Every exception as it stood at `at`, expired ones included.
+    pub exceptions: Vec<Exception>,
+    /// Pair facts, by patch id then system.
+    pub facts: HashMap<String, HashMap<String, PairFacts>>,
+}
+
+/// Which part of the fleet and catalog a report covers. Every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportFilter {
+    /// Only systems carrying all of these tags.
+    pub tags: Vec<Tag>,
+    /// Only patches of these severities (all when empty).
+    pub severities: Vec<Severity>,
+    /// Only this system.
+    pub system: Option<String>,
+    /// Only this patch.
+    pub patch_id: Option<String>,
+}
+
+/// One required pair, as the overdue and failure lists show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairRow {
+    /// The system.
+    pub system: String,
+    /// The patch.
+    pub patch_id: String,
+    /// The patch's title.
+    pub title: String,
+    /// The patch's severity.
+    pub severity: Severity,
+    /// The state at the report's instant.
+    pub state: PairState,
+    /// Whether it is not applied and past its deadline.
+    pub overdue: bool,
+    /// When the patch was released.
+    pub released_at: Timestamp,
+    /// The SLA deadline, if any.
+    pub deadline: Option<Timestamp>,
+    /// The first install attempt.
+    pub first_attempt_at: Option<Timestamp>,
+    /// The first success.
+    pub first_success_at: Option<Timestamp>,
+    /// Install attempts so far.
+    pub attempts: u64,
+    /// Failed attempts so far.
+    pub failures: u64,
+    /// From release to the install that stands, in microseconds.
+    pub time_to_patch_micros: Option<i64>,
+    /// The latest failure's seq, whose detail the edge fills in.
+    pub last_failure_seq: Option<u64>,
+    /// The latest failure's detail, filled in by the edge that has the events.
+    pub detail: Option<String>,
+    /// The covering exception, if excepted.
+    pub exception: Option<String>,
+}
+
+/// Counts of pair states, with the share that is covered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// Pairs per state (never `not_required`).
+    pub by_state: BTreeMap<PairState, u64>,
+    /// Pairs flagged overdue (not applied and past the deadline).
+    pub overdue: u64,
+}
+
+impl StateCounts {
+    fn add(&mut self, state: PairState, overdue: bool) {
+        *self.by_state.entry(state).or_default() += 1;
+        self.overdue += u64::from(overdue);
+    }
+
+    /// Required pairs.
+    pub fn required(&self) -> u64 {
+        self.by_state.values().sum()
+    }
+
+    /// Pairs in `state`.
+    pub fn get(&self, state: PairState) -> u64 {
+        self.by_state.get(&state).copied().unwrap_or(0)
+    }
+
+    /// Pairs with the patch applied and confirmed (on time or late).
+    pub fn applied(&self) -> u64 {
+        self.get(PairState::AppliedOnTime) + self.get(PairState::AppliedLate)
+    }
+
+    /// Applied pairs as a percentage of required ones; `None` when nothing is required.
+    pub fn coverage_pct(&self) -> Option<f64> {
+        pct(self.applied(), self.required())
+    }
+
+    /// On-time applications as a percentage of all confirmed applications.
+    pub fn on_time_pct(&self) -> Option<f64> {
+        pct(self.get(PairState::AppliedOnTime), self.applied())
+    }
+}
+
+fn pct(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 * 100.0 / d as f64)
+}
+
+/// Time-to-patch statistics for one severity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeToPatch {
+    /// The severity.
+    pub severity: Severity,
+    /// Applied pairs measured.
+    pub count: u64,
+    /// Mean days from release to install.
+    pub mean_days: f64,
+    /// 90th percentile (nearest rank), in days.
+    pub p90_days: f64,
+}
+
+/// The headline numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Pair counts over the whole report.
+    pub counts: StateCounts,
+    /// Overdue pairs per severity, most severe first.
+    pub overdue_by_severity: Vec<(Severity, u64)>,
+    /// Time to patch per severity, most severe first (only severities with data).
+    pub time_to_patch: Vec<TimeToPatch>,
+    /// Install attempts across required pairs.
+    pub attempts: u64,
+    /// Failed attempts across required pairs.
+    pub failures: u64,
+    /// Systems in the report.
+    pub systems: u64,
+    /// Stale systems, by id.
+    pub stale_systems: Vec<String>,
+    /// Catalog entries in the report.
+    pub patches: u64,
+}
+
+impl Summary {
+    /// Failed attempts as a percentage of all attempts.
+    pub fn failure_rate_pct(&self) -> Option<f64> {
+        pct(self.failures, self.attempts)
+    }
+}
+
+/// One system's line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemRow {
+    /// The system.
+    pub system: String,
+    /// Its tags.
+    pub tags: Tags,
+    /// When it was last heard from.
+    pub last_seen: Option<Timestamp>,
+    /// Whether it is stale.
+    pub stale: bool,
+    /// Its pairs.
+    pub counts: StateCounts,
+}
+
+/// One patch's line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchRow {
+    /// The patch.
+    pub patch_id: String,
+    /// Its title.
+    pub title: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// When it was released.
+    pub released_at: Timestamp,
+    /// Its pairs.
+    pub counts: StateCounts,
+    /// Mean days from release to install, over applied pairs.
+    pub mean_time_to_patch_days: Option<f64>,
+}
+
+/// One point of the coverage curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoveragePoint {
+    /// The instant.
+    pub at: Timestamp,
+    /// Pairs required then: released by then.
+    pub required: u64,
+    /// Of those, pairs whose standing install was in place by then.
+    pub covered: u64,
+}
+
+/// The full report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The instant it describes.
+    pub at: Timestamp,
+    /// Whether that instant was asked for.
+    pub as_of: bool,
+    /// The ledger checkpoint it was computed from.
+    pub checkpoint: Option<CheckpointRef>,
+    /// The filter it was computed with.
+    pub filter: ReportFilter,
+    /// The headline numbers.
+    pub summary: Summary,
+    /// Overdue pairs, oldest deadline first.
+    pub overdue: Vec<PairRow>,
+    /// Pairs whose latest attempt failed, most recent failure first.
+    pub failures: Vec<PairRow>,
+    /// One line per system, by id.
+    pub systems: Vec<SystemRow>,
+    /// One line per patch, most severe first, then oldest release.
+    pub patches: Vec<PatchRow>,
+    /// Coverage over time, for the chart: the share of pairs whose
+    /// standing install (the one not since rolled back) was in place at
+    /// each instant. An install later rolled back does not show.
+    pub coverage: Vec<CoveragePoint>,
+    /// Applied pairs per time-to-patch bucket (upper bound in days, count),
+    /// for the histogram.
+    pub time_to_patch_histogram: Vec<(u32, u64)>,
+}
+
+/// The upper bounds of the time-to-patch histogram, in days; the last bucket is open.
+pub const HISTOGRAM_DAYS: [u32; 9] = [1, 3, 7, 14, 30, 60, 90, 180, u32::MAX];
+
+impl Report {
+    /// Computes the report of `input`, restricted to `filter`.
+    pub fn compute(input: &ReportInput, filter: &ReportFilter) -> Report {
+        let at = input.at;
+        let entries: Vec<&CatalogEntry> = input
+            .catalog
+            .iter()
+            .filter(|e| {
+                filter
+                    .patch_id
+                    .as_deref()
+                    .is_none_or(|p| e.id.as_str() == p)
+            })
+            .filter(|e| filter.severities.is_empty() || filter.severities.contains(&e.severity))
+            .collect();
+        let systems: Vec<&SystemView> = input
+            .systems
+            .iter()
+            .filter(|s| filter.system.as_deref().is_none_or(|id| s.id == id))
+            .filter(|s| s.tags.has_all(&filter.tags))
+            .collect();
+        let mut by_patch: HashMap<&str, Vec<&Exception>> = HashMap::new();
+        for x in &input.exceptions {
+            by_patch.entry(x.patch_id.as_str()).or_default().push(x);
+        }
+        let no_facts = HashMap::new();
+
+        let mut total = StateCounts::default();
+        let mut overdue_sev: BTreeMap<Severity, u64> = BTreeMap::new();
+        let mut ttp: BTreeMap<Severity, Vec<i64>> = BTreeMap::new();
+        let mut histogram = vec![0u64; HISTOGRAM_DAYS.len()];
+        let (mut attempts, mut failures) = (0u64, 0u64);
+        let mut overdue = Vec::new();
+        let mut failed = Vec::new();
+        let mut system_rows: Vec<SystemRow> = systems
+            .iter()
+            .map(|s| SystemRow {
+                system: s.id.clone(),
+                tags: s.tags.clone(),
+                last_seen: s.last_seen,
+                stale: input.policy.is_stale(s.last_seen, at),
+                counts: StateCounts::default(),
+            })
+            .collect();
+        let mut curve: Vec<(i64, i64)> = Vec::new();
+        let mut patch_rows = Vec::with_capacity(entries.len());
+
+        for entry in &entries {
+            let facts = input.facts.get(entry.id.as_str()).unwrap_or(&no_facts);
+            let exceptions = by_patch
+                .get(entry.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let mut counts = StateCounts::default();
+            let mut ttp_sum = (0i64, 0u64);
+            for (i, sys) in systems.iter().enumerate() {
+                let f = facts.get(&sys.id);
+                let deadline = input
+                    .policy
+                    .deadline(entry.severity, &sys.tags, entry.released_at);
+                let stale = system_rows[i].stale;
+                let ev = evaluate_prepared(
+                    entry, &sys.id, &sys.tags, stale, deadline, f, exceptions, at,
+                );
+                if ev.state == PairState::NotRequired {
+                    continue;
+                }
+                counts.add(ev.state, ev.overdue);
+                system_rows[i].counts.add(ev.state, ev.overdue);
+                if let Some(f) = f {
+                    attempts += f.attempts;
+                    failures += f.failures;
+                }
+                let covered_from = f
+                    .and_then(|f| f.applied_since)
+                    .map(|t| t.max(entry.released_at));
+                curve.push((
+                    entry.released_at.as_micros(),
+                    covered_from.map_or(i64::MAX, |t| t.as_micros()),
+                ));
+                if let (Some(t), true) = (ev.time_to_patch_micros, ev.state.is_applied()) {
+                    ttp.entry(entry.severity).or_default().push(t);
+                    ttp_sum = (ttp_sum.0 + t, ttp_sum.1 + 1);
+                    let days = t / DAY_MICROS;
+                    let bucket = HISTOGRAM_DAYS
+                        .iter()
+                        .position(|b| i64::from(*b) >= days)
+                        .unwrap_or(HISTOGRAM_DAYS.len() - 1);
+                    histogram[bucket] += 1;
+                }
+                if ev.overdue {
+                    *overdue_sev.entry(entry.severity).or_default() += 1;
+                }
+                if ev.overdue || ev.state == PairState::Failed {
+                    let row = PairRow {
+                        system: sys.id.clone(),
+                        patch_id: entry.id.as_str().to_owned(),
+                        title: entry.title.clone(),
+                        severity: entry.severity,
+                        state: ev.state,
+                        overdue: ev.overdue,
+                        released_at: entry.released_at,
+                        deadline: ev.deadline,
+                        first_attempt_at: f.and_then(|f| f.first_attempt_at),
+                        first_success_at: f.and_then(|f| f.first_success_at),
+                        attempts: f.map_or(0, |f| f.attempts),
+                        failures: f.map_or(0, |f| f.failures),
+                        time_to_patch_micros: ev.time_to_patch_micros,
+                        last_failure_seq: f.and_then(|f| f.last_failure_seq),
+                        detail: None,
+                        exception: ev.exception,
+                    };
+                    if row.state == PairState::Failed {
+                        failed.push(row.clone());
+                    }
+                    if row.overdue {
+                        overdue.push(row);
+                    }
+                }
+            }
+            for (s, n) in &counts.by_state {
+                *total.by_state.entry(*s).or_default() += n;
+            }
+            total.overdue += counts.overdue;
+            patch_rows.push(PatchRow {
+                patch_id: entry.id.as_str().to_owned(),
+                title: entry.title.clone(),
+                severity: entry.severity,
+                released_at: entry.released_at,
+                counts,
+                mean_time_to_patch_days: (ttp_sum.1 > 0)
+                    .then(|| ttp_sum.0 as f64 / ttp_sum.1 as f64 / DAY_MICROS as f64),
+            });
+        }
+
+        overdue.sort_by(|a, b| {
+            (a.deadline, &a.system, &a.patch_id).cmp(&(b.deadline, &b.system, &b.patch_id))
+        });
+        failed.sort_by(|a, b| {
+            (b.last_failure_seq, &a.system, &a.patch_id).cmp(&(
+                a.last_failure_seq,
+                &b.system,
+                &b.patch_id,
+            ))
+        });
+        patch_rows.sort_by(|a, b| {
+            (b.severity, a.released_at, &a.patch_id).cmp(&(a.severity, b.released_at, &b.patch_id))
+        });
+
+        let time_to_patch = Severity::ALL
+            .into_iter()
+            .filter_map(|sev| {
+                let mut v = ttp.remove(&sev)?;
+                v.sort_unstable();
+                let n = v.len();
+                let mean = v.iter().map(|t| *t as f64).sum::<f64>() / n as f64 / DAY_MICROS as f64;
+                let rank = (n * 90).div_ceil(100).max(1) - 1;
+                Some(TimeToPatch {
+                    severity: sev,
+                    count: n as u64,
+                    mean_days: mean,
+                    p90_days: v[rank] as f64 / DAY_MICROS as f64,
+                })
+            })
+            .collect();
+        let overdue_by_severity = Severity::ALL
+            .into_iter()
+            .map(|s| (s, overdue_sev.get(&s).copied().unwrap_or(0)))
+            .collect();
+        let stale_systems = system_rows
+            .iter()
+            .filter(|r| r.stale)
+            .map(|r| r.system.clone())
+            .collect();
+
+        Report {
+            at,
+            as_of: input.as_of,
+            checkpoint: input.checkpoint.clone(),
+            filter: filter.clone(),
+            summary: Summary {
+                counts: total,
+                overdue_by_severity,
+                time_to_patch,
+                attempts,
+                failures,
+                systems: system_rows.len() as u64,
+                stale_systems,
+                patches: entries.len() as u64,
+            },
+            overdue,
+            failures: failed,
+            systems: system_rows,
+            patches: patch_rows,
+            coverage: coverage_curve(curve, at),
+            time_to_patch_histogram: HISTOGRAM_DAYS.iter().copied().zip(histogram).collect(),
+        }
+    }
+}
+
+/// Samples coverage at 30 instants from the earliest release to `at`.
+fn coverage_curve(pairs: Vec<(i64, i64)>, at: Timestamp) -> Vec<CoveragePoint> {
+    let Some(start) = pairs.iter().map(|p| p.0).min() else {
+        return Vec::new();
+    };
+    let mut released: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    let mut covered: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+    released.sort_unstable();
+    covered.sort_unstable();
+    const POINTS: i64 = 30;
+    let end = at.as_micros().max(start);
+    (0..=POINTS)
+        .map(|i| {
+            let t = start + (end - start) / POINTS * i;
+            let t = if i == POINTS { end } else { t };
+            CoveragePoint {
+                at: Timestamp::from_micros(t),
+                required: released.partition_point(|r| *r <= t) as u64,
+                covered: covered.partition_point(|c| *c <= t) as u64,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::RawCatalogEntry;
+    use crate::facts::EventFact;
+    use patchaudit_domain::Status;
+
+    const REL: i64 = 19_723; // 2024-01-01
+
+    fn day(d: i64) -> Timestamp {
+        Timestamp::from_micros((REL + d) * DAY_MICROS)
+    }
+
+    fn entry(id: &str, severity: &str, released: i64) -> CatalogEntry {
+        CatalogEntry::parse(RawCatalogEntry {
+            id: Some(id.into()),
+            severity: Some(severity.into()),
+            released_at: Some(day(released).to_rfc3339()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn system(id: &str, seen: i64, tags: &[&str]) -> SystemView {
+        SystemView {
+            id: id.into(),
+            tags: Tags::parse(tags.iter().copied(), "t").unwrap(),
+            first_seen: Some(day(0)),
+            last_seen: Some(day(seen)),
+        }
+    }
+
+    fn facts(evs: &[(i64, Status)]) -> PairFacts {
+        let mut v: Vec<EventFact> = evs
+            .iter()
+            .enumerate()
+            .map(|(i, (d, s))| EventFact {
+                applied_at: day(*d),
+                seq: i as u64,
+                status: *s,
+                reboot_required: false,
+            })
+            .collect();
+        PairFacts::fold(&mut v).unwrap()
+    }
+
+    /// Two systems and three patches, every number worked out by hand.
+    fn input() -> ReportInput {
+        let mut f: HashMap<String, HashMap<String, PairFacts>> = HashMap::new();
+        f.entry("A".into())
+            .or_default()
+            .insert("web-1".into(), facts(&[(10, Status::Success)]));
+        f.entry("A".into())
+            .or_default()
+            .insert("web-2".into(), facts(&[(40, Status::Success)]));
+        f.entry("B".into()).or_default().insert(
+            "web-1".into(),
+            facts(&[(5, Status::Failure), (6, Status::Failure)]),
+        );
+        ReportInput {
+            at: day(50),
+            as_of: false,
+            checkpoint: Some(CheckpointRef {
+                size: 5,
+                root_hex: "ab".into(),
+            }),
+            catalog: vec![
+                entry("A", "critical", 0),
+                entry("B", "high", 0),
+                entry("C", "low", 45),
+            ],
+            systems: vec![
+                system("web-1", 49, &["env=prod"]),
+                system("web-2", 48, &["env=dev"]),
+            ],
+            policy: SlaPolicy::default(),
+            exceptions: vec![],
+            facts: f,
+        }
+    }
+
+    #[test]
+    fn a_hand_computed_fleet() {
+        let r = Report::compute(&input(), &ReportFilter::default());
+        let c = &r.summary.counts;
+        // A: web-1 on time (day 10), web-2 late (day 40 > 30).
+        // B: web-1 failed and overdue (deadline day 30), web-2 overdue.
+        // C: released day 45, low (180 days): missing on both.
+        assert_eq!(c.required(), 6);
+        assert_eq!(c.get(PairState::AppliedOnTime), 1);
+        assert_eq!(c.get(PairState::AppliedLate), 1);
+        assert_eq!(c.get(PairState::Failed), 1);
+        assert_eq!(c.get(PairState::Overdue), 1);
+        assert_eq!(c.get(PairState::Missing), 2);
+        assert_eq!(c.overdue, 2);
+        assert_eq!(c.coverage_pct(), Some(100.0 * 2.0 / 6.0));
+        assert_eq!(c.on_time_pct(), Some(50.0));
+        assert_eq!(r.summary.overdue_by_severity[1], (Severity::High, 2));
+        assert_eq!((r.summary.attempts, r.summary.failures), (4, 2));
+        assert_eq!(r.summary.failure_rate_pct(), Some(50.0));
+        let crit = &r.summary.time_to_patch[0];
+        assert_eq!(
+            (crit.severity, crit.count, crit.mean_days, crit.p90_days),
+            (Severity::Critical, 2, 25.0, 40.0)
+        );
+        assert_eq!(r.overdue.len(), 2);
+        assert!(r.overdue.iter().all(|p| p.patch_id == "B"));
+        assert_eq!(r.failures.len(), 1);
+        assert_eq!(
+            (
+                r.failures[0].system.as_str(),
+                r.failures[0].last_failure_seq
+            ),
+            ("web-1", Some(1))
+        );
+        assert_eq!(
+            r.patches
+                .iter()
+                .map(|p| p.patch_id.as_str())
+                .collect::<Vec<_>>(),
+            ["A", "B", "C"]
+        );
+        assert_eq!(r.patches[0].mean_time_to_patch_days, Some(25.0));
+        assert_eq!(r.systems[0].counts.required(), 3);
+        assert!(r.summary.stale_systems.is_empty());
+        let last = r.coverage.last().unwrap();
+        assert_eq!((last.required, last.covered), (6, 2));
+        assert_eq!(r.coverage[0].covered, 0);
+        assert_eq!(
+            r.time_to_patch_histogram.iter().map(|b| b.1).sum::<u64>(),
+            2
+        );
+    }
+
+    #[test]
+    fn filters_narrow_systems_and_patches() {
+        let prod = ReportFilter {
+            tags: vec![Tag::parse("env=prod", "t").unwrap()],
+            ..Default::default()
+        };
+        let r = Report::compute(&input(), &prod);
+        assert_eq!(r.summary.systems, 1);
+        assert_eq!(r.summary.counts.required(), 3);
+        let high = ReportFilter {
+            severities: vec![Severity::High],
+            ..Default::default()
+        };
+        let r = Report::compute(&input(), &high);
+        assert_eq!((r.summary.patches, r.summary.counts.required()), (1, 2));
+        let one = ReportFilter {
+            system: Some("web-2".into()),
+            patch_id: Some("A".into()),
+            ..Default::default()
+        };
+        let r = Report::compute(&input(), &one);
+        assert_eq!(r.summary.counts.get(PairState::AppliedLate), 1);
+        assert_eq!(r.summary.counts.required(), 1);
+    }
+
+    #[test]
+    fn stale_systems_are_listed_and_unknown() {
+        let mut i = input();
+        i.at = day(60);
+        let r = Report::compute(&i, &ReportFilter::default());
+        assert_eq!(r.summary.stale_systems, ["web-1", "web-2"]);
+        assert_eq!(r.summary.counts.get(PairState::Unknown), 6);
+        assert_eq!(
+            r.summary.counts.coverage_pct(),
+            Some(0.0),
+            "stale systems are never compliant"
+        );
+    }
+}
