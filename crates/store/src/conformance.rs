@@ -52,7 +52,10 @@ macro_rules! conformance_suite {
             recorded_by_is_kept,
             every_commit_is_checkpointed_and_provable,
             concurrent_commits_sign_one_consistent_tree,
-            proofs_refuse_unsigned_sizes
+            proofs_refuse_unsigned_sizes,
+            records_keep_history_and_answer_as_of,
+            pair_facts_equal_a_full_fold_on_random_ledgers,
+            reports_as_of_an_instant_do_not_change
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -964,4 +967,287 @@ impl Drop for TestSchema {
             eprintln!("dropping a test schema panicked");
         }
     }
+}
+
+fn catalog_entry(id: &str, severity: &str, title: &str) -> patchaudit_compliance::CatalogEntry {
+    patchaudit_compliance::CatalogEntry::parse(patchaudit_compliance::RawCatalogEntry {
+        id: Some(id.into()),
+        title: Some(title.into()),
+        severity: Some(severity.into()),
+        released_at: Some("2024-01-01T00:00:00Z".into()),
+        ..Default::default()
+    })
+    .expect("valid catalog entry")
+}
+
+/// Record revisions are kept, a write of the same body adds none, and the
+/// state at an earlier instant is the latest revision changed by then.
+pub async fn records_keep_history_and_answer_as_of(store: Arc<dyn Store>) {
+    use crate::compliance::{self as c, RecordChange, RecordKind};
+    let s = &*store;
+    assert!(c::catalog(s, None).await.unwrap().is_empty());
+    let v1 = c::put_catalog(
+        s,
+        &[
+            catalog_entry("KB1", "high", "first"),
+            catalog_entry("KB2", "low", "other"),
+        ],
+        "alice",
+    )
+    .await
+    .unwrap();
+    assert!(v1.iter().all(|r| r.changed && r.changed_by == "alice"));
+    let again = c::put_catalog(s, &[catalog_entry("KB1", "high", "first")], "bob")
+        .await
+        .unwrap();
+    assert!(!again[0].changed, "an identical write changes nothing");
+    assert_eq!(
+        (again[0].rev, again[0].changed_by.as_str()),
+        (v1[0].rev, "alice")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let between = Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let v2 = c::put_catalog(s, &[catalog_entry("KB1", "critical", "second")], "bob")
+        .await
+        .unwrap();
+    assert!(v2[0].changed && v2[0].rev > v1[1].rev);
+
+    let now: Vec<_> = c::catalog(s, None).await.unwrap();
+    assert_eq!(now.len(), 2);
+    assert_eq!(
+        (now[0].id.as_str(), now[0].title.as_str()),
+        ("KB1", "second")
+    );
+    let then = c::catalog(s, Some(between)).await.unwrap();
+    assert_eq!(
+        then[0].title, "first",
+        "as of an earlier instant, the earlier revision"
+    );
+    let before = c::catalog(s, Some(Timestamp::from_micros(0)))
+        .await
+        .unwrap();
+    assert!(before.is_empty());
+
+    let history = s.record_history(RecordKind::Catalog, "KB1").await.unwrap();
+    let who: Vec<_> = history.iter().map(|r| r.changed_by.as_str()).collect();
+    assert_eq!(who, ["alice", "bob"]);
+
+    // A deletion is a revision without a body; the history keeps the rest.
+    let del = s
+        .put_records(
+            RecordKind::Catalog,
+            vec![RecordChange {
+                id: "KB2".into(),
+                body: None,
+            }],
+            "carol",
+        )
+        .await
+        .unwrap();
+    assert!(del[0].changed && del[0].body.is_none());
+    assert_eq!(c::catalog(s, None).await.unwrap().len(), 1);
+    assert_eq!(
+        s.record_history(RecordKind::Catalog, "KB2")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let missing = s
+        .put_records(
+            RecordKind::Catalog,
+            vec![RecordChange {
+                id: "nope".into(),
+                body: None,
+            }],
+            "carol",
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    // Kinds are separate namespaces; the policy defaults until set.
+    assert_eq!(
+        c::policy(s, None).await.unwrap(),
+        patchaudit_compliance::SlaPolicy::default()
+    );
+    let strict = patchaudit_compliance::SlaPolicy {
+        stale_after_days: 2,
+        ..Default::default()
+    };
+    c::put_policy(s, &strict, "alice").await.unwrap();
+    assert_eq!(c::policy(s, None).await.unwrap(), strict);
+    assert!(s
+        .records(RecordKind::System, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A tiny deterministic generator, so the random ledgers are reproducible.
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// The facts kept up to date on ingest equal a fold of all events from
+/// scratch, on random ledgers whose events arrive out of order, in batches
+/// and concurrently.
+pub async fn pair_facts_equal_a_full_fold_on_random_ledgers(store: Arc<dyn Store>) {
+    for seed in [1u64, 7, 42] {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ seed);
+        let mut appends = Vec::new();
+        for _ in 0..12 {
+            let n = 1 + rng.below(25);
+            let batch: Vec<NewEvent> = (0..n)
+                .map(|_| {
+                    let status = Status::ALL[rng.below(3) as usize];
+                    let mut e = event(
+                        &format!("sys-{seed}-{}", rng.below(4)),
+                        &format!("KB{}", rng.below(5)),
+                        rng.below(50) as i64 * 3600,
+                        status,
+                    );
+                    e.reboot_required = [None, Some(true), Some(false)][rng.below(3) as usize];
+                    e
+                })
+                .collect();
+            appends.push(batch);
+        }
+        // Half the appends race each other, so group commits mix them.
+        let (first, second) = appends.split_at(6);
+        for b in first {
+            store.append(b.clone(), "").await.unwrap();
+        }
+        let racing: Vec<_> = second
+            .iter()
+            .map(|b| {
+                let store = store.clone();
+                let b = b.clone();
+                tokio::spawn(async move { store.append(b, "").await.unwrap() })
+            })
+            .collect();
+        for r in racing {
+            r.await.unwrap();
+        }
+    }
+    let kept = store.pair_facts(None).await.unwrap();
+    let far = Timestamp::from_micros(i64::MAX / 4);
+    let folded = store.pair_facts(Some(far)).await.unwrap();
+    assert_eq!(kept.checkpoint, folded.checkpoint);
+    assert_eq!(
+        kept.checkpoint.as_ref().map(|c| c.size),
+        Some(store.len().await.unwrap())
+    );
+    let pairs: usize = kept.facts.values().map(|m| m.len()).sum();
+    assert!(pairs > 40, "the ledgers touch many pairs ({pairs})");
+    assert_eq!(kept.facts, folded.facts);
+
+    // And both equal a fold of the events as listed back.
+    let all = store.list(&EventFilter::default(), 10_000).await.unwrap();
+    let rows = all.iter().map(|e| {
+        (
+            e.event.patch_id.as_str().to_owned(),
+            e.event.system.as_str().to_owned(),
+            patchaudit_compliance::EventFact {
+                applied_at: e.event.applied_at,
+                seq: e.seq,
+                status: e.event.status,
+                reboot_required: e.event.reboot_required == Some(true),
+            },
+        )
+    });
+    assert_eq!(crate::derived::fold_all(rows), kept.facts);
+    let mut a = kept.systems.clone();
+    let mut b = folded.systems.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "first and last seen agree");
+}
+
+/// A report as of an instant is computed from the checkpoint recorded by
+/// then and the records changed by then, so later events and edits leave
+/// it unchanged; and a report "now" equals one as of the same instant.
+pub async fn reports_as_of_an_instant_do_not_change(store: Arc<dyn Store>) {
+    use crate::compliance as c;
+    use patchaudit_compliance::{Report, ReportFilter};
+    let s = &*store;
+    c::put_catalog(s, &[catalog_entry("KB1", "critical", "t")], "alice")
+        .await
+        .unwrap();
+    let now_secs = (Timestamp::now().as_micros() - 1_704_067_200_000_000) / 1_000_000;
+    store
+        .append(
+            vec![
+                event("web-1", "KB1", now_secs - 60, Status::Success),
+                event("web-2", "KB1", now_secs - 60, Status::Failure),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let t1 = Timestamp::now();
+    let live = c::report_input(s, None).await.unwrap();
+    let first = Report::compute(
+        &c::report_input(s, Some(t1)).await.unwrap(),
+        &ReportFilter::default(),
+    );
+    assert_eq!(first.checkpoint.as_ref().map(|c| c.size), Some(2));
+    assert_eq!(first.summary.counts.required(), 2);
+    assert_eq!(first.failures.len(), 1);
+    // The live input has the same facts and checkpoint as the input as of
+    // an instant just after it.
+    let replay = c::report_input(s, Some(Timestamp::now())).await.unwrap();
+    assert_eq!(live.facts, replay.facts);
+    assert_eq!(live.checkpoint, replay.checkpoint);
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store
+        .append(
+            vec![
+                event("web-2", "KB1", now_secs - 30, Status::Success),
+                event("web-3", "KB1", now_secs - 30, Status::Success),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    c::put_catalog(s, &[catalog_entry("KB1", "low", "changed")], "bob")
+        .await
+        .unwrap();
+    c::put_policy(
+        s,
+        &patchaudit_compliance::SlaPolicy {
+            stale_after_days: 1,
+            ..Default::default()
+        },
+        "bob",
+    )
+    .await
+    .unwrap();
+    let again = Report::compute(
+        &c::report_input(s, Some(t1)).await.unwrap(),
+        &ReportFilter::default(),
+    );
+    assert_eq!(
+        again, first,
+        "later events and edits do not change a report as of t1"
+    );
+    let later = Report::compute(
+        &c::report_input(s, None).await.unwrap(),
+        &ReportFilter::default(),
+    );
+    assert_eq!(later.checkpoint.as_ref().map(|c| c.size), Some(4));
+    assert_eq!(later.summary.counts.required(), 3);
+    assert!(later.failures.is_empty());
 }

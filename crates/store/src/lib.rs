@@ -11,6 +11,7 @@
 //! ledger's Merkle tree and stores a signed checkpoint of it, in the same
 //! transaction (see [`tree`]).
 
+pub mod compliance;
 pub mod conformance;
 mod derived;
 mod group;
@@ -20,6 +21,7 @@ mod sqlite;
 pub mod tree;
 
 use async_trait::async_trait;
+use compliance::{FactsSnapshot, Record, RecordChange, RecordKind};
 use patchaudit_domain::{
     EventFilter, NewEvent, PatchSystems, RecordedEvent, SystemSummary, Timestamp,
 };
@@ -64,6 +66,9 @@ pub enum StoreError {
     /// The database cannot be opened or migrated (bad path, newer schema, permissions).
     #[error("cannot open the database: {0}")]
     Open(String),
+    /// A record to delete or revise does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// Any other backend failure.
     #[error("storage error: {0}")]
     Internal(String),
@@ -142,6 +147,34 @@ pub trait Store: Send + Sync + 'static {
     /// seq order. This is what `patchaudit verify` replays; it does not
     /// re-validate the fields, since any change shows in the leaf.
     async fn leaf_hashes(&self, from: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError>;
+
+    /// Appends revisions of records of `kind` in one transaction, as
+    /// `actor`, and returns the current revision of each. A change whose
+    /// body equals the current one writes nothing (`changed` is false).
+    /// Deleting a record that does not exist is [`StoreError::NotFound`].
+    async fn put_records(
+        &self,
+        kind: RecordKind,
+        changes: Vec<RecordChange>,
+        actor: &str,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// The latest revision of every record of `kind`, or the latest changed
+    /// by `as_of`; deleted records show with no body. Ordered by id.
+    async fn records(
+        &self,
+        kind: RecordKind,
+        as_of: Option<Timestamp>,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// Every revision of one record, oldest first.
+    async fn record_history(&self, kind: RecordKind, id: &str) -> Result<Vec<Record>, StoreError>;
+
+    /// The facts of every (patch, system) pair, with the checkpoint and the
+    /// systems, from one snapshot. Without `as_of` they are the facts kept
+    /// up to date on ingest; with it they are folded again from the events
+    /// of the latest checkpoint recorded by then.
+    async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError>;
 
     /// Checks that the database answers; used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

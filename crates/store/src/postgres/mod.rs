@@ -7,9 +7,11 @@
 //! [`StoreError::Unavailable`] (an HTTP 503) and the pool reconnects by
 //! itself once it is back.
 
+mod compliance;
 mod schema;
 mod writer;
 
+use crate::compliance::{FactsSnapshot, Record, RecordChange, RecordKind};
 use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue, EVENT_COLUMNS};
 use crate::tree::{self, StoredCheckpoint};
 use crate::{Appended, Hash, Store, StoreError};
@@ -639,6 +641,35 @@ impl Store for PgStore {
             out.push((seq as u64, crate::rows::leaf_hash_of(&view, &mut buf)));
         }
         Ok(out)
+    }
+
+    async fn put_records(
+        &self,
+        kind: RecordKind,
+        changes: Vec<RecordChange>,
+        actor: &str,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut client = self.client().await?;
+        compliance::put_records(&mut client, kind, changes, actor).await
+    }
+
+    async fn records(
+        &self,
+        kind: RecordKind,
+        as_of: Option<Timestamp>,
+    ) -> Result<Vec<Record>, StoreError> {
+        let client = self.client().await?;
+        compliance::records(&client, kind, as_of).await
+    }
+
+    async fn record_history(&self, kind: RecordKind, id: &str) -> Result<Vec<Record>, StoreError> {
+        let client = self.client().await?;
+        compliance::record_history(&client, kind, id).await
+    }
+
+    async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
+        let mut client = self.client().await?;
+        compliance::pair_facts(&mut client, as_of).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

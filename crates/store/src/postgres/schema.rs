@@ -125,6 +125,41 @@ CREATE TRIGGER tree_hashes_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON tr
 CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION patchaudit_append_only();
 "#,
+    // 3: compliance records with their history, and the facts of each pair.
+    r#"
+-- Catalog entries, system tags, the SLA policy and exceptions, as an
+-- append-only history of revisions. A record's state is its latest
+-- revision; a revision without a body deletes it.
+CREATE TABLE records (
+    rev        bigserial PRIMARY KEY,
+    kind       text NOT NULL,
+    id         text NOT NULL,
+    changed_at timestamptz NOT NULL,
+    changed_by text NOT NULL,
+    body       text
+);
+CREATE INDEX records_by_id ON records (kind, id, rev);
+CREATE TRIGGER records_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON records
+    FOR EACH STATEMENT EXECUTE FUNCTION patchaudit_append_only();
+
+-- Derived from events in the same transaction as each append: what the
+-- ledger says about each (patch, system) pair (patchaudit_compliance::PairFacts).
+CREATE TABLE pair_facts (
+    patch_id         text NOT NULL,
+    system           text NOT NULL,
+    attempts         bigint NOT NULL,
+    failures         bigint NOT NULL,
+    first_attempt_at timestamptz,
+    first_success_at timestamptz,
+    applied_since    timestamptz,
+    pending_reboot   boolean NOT NULL,
+    last_status      text NOT NULL,
+    last_applied_at  timestamptz NOT NULL,
+    last_seq         bigint NOT NULL,
+    last_failure_seq bigint,
+    PRIMARY KEY (patch_id, system)
+);
+"#,
 ];
 
 /// Creates `schema` if it is given and missing, applies pending migrations
@@ -163,6 +198,9 @@ pub async fn migrate(
             tx.batch_execute(sql).await?;
             if version == 2 {
                 backfill_tree(&tx).await?;
+            }
+            if version == 3 {
+                super::compliance::backfill_facts(&tx).await?;
             }
             tx.execute(
                 "INSERT INTO schema_migrations (version) VALUES ($1)",

@@ -194,6 +194,8 @@ async fn run_group(
         let tree_work = std::time::Instant::now();
         let growth = tree::grow(tree_head, &plan.rows, now).map_err(GroupError::Store)?;
         tree::account(tree_work);
+        // Read before the COPY, which holds the connection until it ends.
+        let facts = super::compliance::fold_group(&tx, &plan.derived, start).await?;
         write_rows(&tx, &plan.rows, now).await?;
         let tree_work = std::time::Instant::now();
         let size = growth.tree.size();
@@ -234,6 +236,7 @@ async fn run_group(
         futures::try_join!(
             write_keys(&tx, &plan.rows, now),
             write_derived(&tx, &plan.derived),
+            super::compliance::write_facts(&tx, &facts),
             tx.execute(&head_stmt, &head_params),
             tx.execute(&cp_stmt, &cp_params),
         )?;

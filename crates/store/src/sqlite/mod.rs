@@ -6,9 +6,11 @@
 //! for one each. Reads use a small pool of read-only connections, which WAL
 //! mode lets run beside the writer.
 
+mod compliance;
 mod schema;
 mod writer;
 
+use crate::compliance::{FactsSnapshot, Record, RecordChange, RecordKind};
 use crate::rows::{filter_clauses, to_i64, where_clause, EventRow, FilterValue, EVENT_COLUMNS};
 use crate::tree::{self, StoredCheckpoint};
 use crate::{Appended, Hash, Store, StoreError};
@@ -607,6 +609,45 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn put_records(
+        &self,
+        kind: RecordKind,
+        changes: Vec<RecordChange>,
+        actor: &str,
+    ) -> Result<Vec<Record>, StoreError> {
+        let path = self.inner.path.clone();
+        let actor = actor.to_owned();
+        // Records change rarely, so they take their own short-lived write
+        // connection rather than a place in the ledger writer's queue;
+        // SQLite's write lock orders them with appends.
+        tokio::task::spawn_blocking(move || {
+            let mut conn = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .map_err(StoreError::Unavailable)?;
+            compliance::put_records(&mut conn, kind, changes, &actor)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("record task failed: {e}")))?
+    }
+
+    async fn records(
+        &self,
+        kind: RecordKind,
+        as_of: Option<Timestamp>,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.read(move |c| compliance::records(c, kind, as_of))
+            .await
+    }
+
+    async fn record_history(&self, kind: RecordKind, id: &str) -> Result<Vec<Record>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| compliance::record_history(c, kind, &id))
+            .await
+    }
+
+    async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
+        self.read(move |c| compliance::pair_facts(c, as_of)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

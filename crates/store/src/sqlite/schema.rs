@@ -101,6 +101,43 @@ BEGIN SELECT RAISE(ABORT, 'patchaudit checkpoints are append-only'); END;
 CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'patchaudit checkpoints are append-only'); END;
 "#,
+    // 3: compliance records with their history, and the facts of each pair.
+    r#"
+-- Catalog entries, system tags, the SLA policy and exceptions, as an
+-- append-only history of revisions. A record's state is its latest
+-- revision; a revision without a body deletes it.
+CREATE TABLE records (
+    rev        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    changed_at INTEGER NOT NULL,              -- microseconds since the epoch, UTC
+    changed_by TEXT NOT NULL,
+    body       TEXT                           -- JSON; NULL for a deletion
+);
+CREATE INDEX records_by_id ON records (kind, id, rev);
+CREATE TRIGGER records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'patchaudit records are append-only'); END;
+CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+BEGIN SELECT RAISE(ABORT, 'patchaudit records are append-only'); END;
+
+-- Derived from events in the same transaction as each append: what the
+-- ledger says about each (patch, system) pair (patchaudit_compliance::PairFacts).
+CREATE TABLE pair_facts (
+    patch_id         TEXT NOT NULL,
+    system           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL,
+    failures         INTEGER NOT NULL,
+    first_attempt_at INTEGER,
+    first_success_at INTEGER,
+    applied_since    INTEGER,
+    pending_reboot   INTEGER NOT NULL,
+    last_status      TEXT NOT NULL,
+    last_applied_at  INTEGER NOT NULL,
+    last_seq         INTEGER NOT NULL,
+    last_failure_seq INTEGER,
+    PRIMARY KEY (patch_id, system)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -132,6 +169,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             .map_err(|e| format!("applying migration {version}: {e}"))?;
         if version == 2 {
             backfill_tree(&tx).map_err(|e| format!("applying migration {version}: {e}"))?;
+        }
+        if version == 3 {
+            super::compliance::backfill_facts(&tx)
+                .map_err(|e| format!("applying migration {version}: {e}"))?;
         }
         tx.pragma_update(None, "user_version", version as u32)
             .map_err(|e| e.to_string())?;

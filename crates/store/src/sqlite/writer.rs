@@ -100,6 +100,7 @@ fn run_group(
         let signer = tree::signer_or_read_only(signer)?;
         insert_rows(&tx, &plan.rows, now)?;
         upsert_derived(&tx, &plan.derived)?;
+        super::compliance::upsert_facts(&tx, &plan.derived, next_seq)?;
         let tree_work = std::time::Instant::now();
         let growth = tree::grow(head, &plan.rows, now)?;
         let mut insert = tx
