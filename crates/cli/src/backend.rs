@@ -250,6 +250,48 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Sends a request to the server and reads the JSON answer. `actor`, if
+    /// not empty, names who makes a change.
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        actor: &str,
+    ) -> Result<T> {
+        json_or_problem(self.send(method, path, query, body, actor).await?).await
+    }
+
+    /// Sends a request whose answer has no body.
+    pub async fn call_empty(&self, method: reqwest::Method, path: &str, actor: &str) -> Result<()> {
+        self.send(method, path, &[], None, actor).await.map(drop)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        actor: &str,
+    ) -> Result<reqwest::Response> {
+        let Backend::Remote { client, base } = self else {
+            return Err(Failure::usage(format!("{path} can only be asked of a server")).into());
+        };
+        let mut req = client.request(method, format!("{base}{path}")).query(query);
+        if !actor.is_empty() {
+            req = req.header(patchaudit_server::compliance::ACTOR_HEADER, actor);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.map_err(|e| unreachable(base, e))?;
+        check(resp).await
+    }
+}
+
 fn filter_query(f: &EventFilter) -> Vec<(&'static str, String)> {
     let mut q = Vec::new();
     if let Some(v) = &f.system {
@@ -280,7 +322,7 @@ fn filter_query(f: &EventFilter) -> Vec<(&'static str, String)> {
 }
 
 /// Percent-encodes a path segment (ids may hold `/`, `?`, `#`, spaces…).
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~@:".contains(&b) {

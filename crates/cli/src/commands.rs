@@ -34,6 +34,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Events(a) => a.client.server.clone(),
         Command::Systems(a) => a.client.server.clone(),
         Command::Patch(a) => a.client.server.clone(),
+        Command::Catalog(a) => a.client().server.clone(),
+        Command::Tags(a) => a.client().server.clone(),
+        Command::Policy(a) => a.client().server.clone(),
+        Command::Exception(a) => a.client().server.clone(),
+        Command::Report(a) => a.client().server.clone(),
         _ => None,
     };
     let flags = FlagValues {
@@ -67,6 +72,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Prove(a) => crate::audit::prove(&config, a).await,
         Command::Export(a) => crate::audit::export(&config, a).await,
         Command::Key(a) => crate::audit::key(&config, a),
+        Command::Catalog(a) => crate::compliance::catalog(&config, a).await,
+        Command::Tags(a) => crate::compliance::tags(&config, a).await,
+        Command::Policy(a) => crate::compliance::policy(&config, a).await,
+        Command::Exception(a) => crate::compliance::exception(&config, a).await,
+        Command::Report(a) => crate::compliance::report(&config, a).await,
     }
 }
 
@@ -452,7 +462,7 @@ fn filter_from(a: &EventsArgs) -> Result<EventFilter> {
     })
 }
 
-fn table() -> Table {
+pub(crate) fn table() -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic);

@@ -21,6 +21,8 @@ pub enum Code {
     /// Verification failed: the ledger, a proof or a checkpoint does not
     /// check out (tampering, a fork, or the wrong key).
     Unverified = 7,
+    /// `report --fail-on-overdue` found overdue (system, patch) pairs.
+    Overdue = 8,
 }
 
 /// A failure with a message, optional detail lines, and an exit code.
@@ -71,6 +73,11 @@ impl Failure {
     /// Something that does not exist.
     pub fn not_found(m: impl Into<String>) -> Self {
         Self::new(Code::NotFound, m)
+    }
+
+    /// Overdue pairs, for `report --fail-on-overdue`.
+    pub fn overdue(m: impl Into<String>) -> Self {
+        Self::new(Code::Overdue, m)
     }
 
     /// An unreachable server or database.

@@ -8,6 +8,7 @@ mod audit;
 mod backend;
 mod collect;
 mod commands;
+mod compliance;
 mod config;
 mod exit;
 mod keys;
@@ -180,6 +181,60 @@ Examples:
 `serve` creates the key on first start (mode 0600) when none exists. Every server instance writing
 one ledger must use the same key.")]
     Key(KeyArgs),
+    /// Manage the patch catalog: entries, OSV imports, history.
+    #[command(after_help = "\
+Examples:
+  patchaudit catalog put kb5034441.json          # one entry or an array, as the API takes them
+  patchaudit catalog import-osv advisories/*.json --applies-to-tag os=debian
+  patchaudit catalog list --severity critical,high
+  patchaudit catalog get KB5034441 --as-of 2024-06-01T00:00:00Z
+  patchaudit catalog history KB5034441
+
+An entry: {\"id\":\"KB5034441\",\"severity\":\"critical\",\"released_at\":\"2024-01-09T00:00:00Z\",
+\"title\":\"...\",\"cves\":[\"CVE-2024-20666\"],\"applies_to\":{\"tags\":[\"os=windows\"]}}. Without applies_to
+an entry applies to every system. Every change is kept with who made it and when.")]
+    Catalog(compliance::CatalogArgs),
+    /// Show or replace a system's key=value tags.
+    #[command(after_help = "\
+Examples:
+  patchaudit tags web-01                          # show
+  patchaudit tags web-01 env=prod pci=in-scope    # replace
+  patchaudit tags web-01 --clear
+
+Tagging a system that has no events yet registers it: it counts as stale (unknown) in reports
+until it reports.")]
+    Tags(compliance::TagsArgs),
+    /// Show or replace the SLA policy (days per severity, per tag scope, and staleness).
+    #[command(after_help = "\
+Examples:
+  patchaudit policy                               # print it as JSON
+  patchaudit policy --set policy.json
+
+policy.json: {\"default\":{\"critical\":30,\"high\":30,\"medium\":90,\"low\":180},
+\"scoped\":[{\"tag\":\"pci=in-scope\",\"days\":{\"critical\":14,\"high\":30,\"medium\":90,\"low\":180}}],
+\"stale_after_days\":7}. When several scopes match a system, the strictest deadline wins.")]
+    Policy(compliance::PolicyArgs),
+    /// Record, list and revoke exceptions (accepted risks with an approver and an expiry).
+    #[command(after_help = "\
+Examples:
+  patchaudit exception add --patch-id KB5034441 --system db-01 \\
+      --reason \"vendor certification pending\" --approver ciso@example.com --expires-at 2025-03-01T00:00:00Z
+  patchaudit exception list --active
+  patchaudit exception revoke exc-1a2b3c4d5e6f")]
+    Exception(compliance::ExceptionArgs),
+    /// The compliance report: what is missing, overdue, failed, on time, late or excepted.
+    #[command(after_help = "\
+Examples:
+  patchaudit report
+  patchaudit report --tag pci=in-scope --severity critical,high
+  patchaudit report --as-of 2024-06-30T23:59:59Z --format html --output q2-audit.html
+  patchaudit report --format csv > overdue-and-failed.csv
+  patchaudit report --fail-on-overdue --severity critical   # exit 8 if anything critical is overdue
+
+Every report names the ledger checkpoint (tree size and root) it was computed from; --as-of T
+recomputes it from the checkpoint recorded by T and the catalog, tags, policy and exceptions
+as they stood then, so it does not change when later events arrive.")]
+    Report(compliance::ReportArgs),
 }
 
 #[derive(Args, Clone, Default)]

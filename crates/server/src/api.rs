@@ -51,6 +51,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::proofs::inclusion))
         .routes(routes!(crate::proofs::consistency))
         .routes(routes!(crate::proofs::event_proof))
+        .merge(crate::compliance::routes())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
@@ -225,7 +226,7 @@ pub async fn ingest(
 /// so the client gets its 413 instead of a reset connection.
 const DRAIN_BEYOND_LIMIT: usize = 64 * 1024 * 1024;
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     let mut total = 0usize;

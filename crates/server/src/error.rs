@@ -102,6 +102,9 @@ pub enum ApiError {
         /// The seq already holding it.
         existing_seq: u64,
     },
+    /// A document (catalog entry, policy, exception, tags) breaks a rule (422).
+    #[error("invalid document")]
+    InvalidDocument(Vec<FieldError>),
     /// The resource does not exist (404).
     #[error("{0}")]
     NotFound(String),
@@ -134,6 +137,7 @@ impl From<StoreError> for ApiError {
                 existing_seq,
             },
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::NotFound(m) => ApiError::NotFound(m),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -146,6 +150,7 @@ fn store_error_kind(e: &StoreError) -> &'static str {
         StoreError::Corrupt(_) => "corrupt",
         StoreError::Open(_) => "open",
         StoreError::Internal(_) => "internal",
+        StoreError::NotFound(_) => "not_found",
     }
 }
 
@@ -269,6 +274,29 @@ impl ApiError {
                 p.event_id = Some(event_id.clone());
                 p.index = Some(*index);
                 (S::CONFLICT, p)
+            }
+            ApiError::InvalidDocument(errors) => {
+                let mut p = problem(
+                    "invalid-document",
+                    "Invalid document",
+                    S::UNPROCESSABLE_ENTITY,
+                    errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+                p.errors = errors
+                    .iter()
+                    .take(MAX_LISTED_ERRORS)
+                    .map(|e| ProblemFieldError {
+                        index: None,
+                        field: e.field.clone(),
+                        code: e.code.as_str().into(),
+                        message: e.message.clone(),
+                    })
+                    .collect();
+                (S::UNPROCESSABLE_ENTITY, p)
             }
             ApiError::NotFound(m) => (
                 S::NOT_FOUND,

@@ -11,10 +11,12 @@
 //! same list, so the two cannot drift apart.
 
 mod api;
+pub mod compliance;
 pub mod error;
 mod metrics_layer;
 mod params;
 pub mod proofs;
+pub mod report_out;
 pub mod wire;
 
 use axum::Router;
