@@ -1501,6 +1501,20 @@ async fn every_documented_operation_is_routed() {
         ("get", "/v1/proofs/inclusion"),
         ("get", "/v1/proofs/consistency"),
         ("get", "/v1/events/{seq}/proof"),
+        ("get", "/v1/catalog"),
+        ("post", "/v1/catalog"),
+        ("get", "/v1/catalog/{id}"),
+        ("put", "/v1/catalog/{id}"),
+        ("delete", "/v1/catalog/{id}"),
+        ("get", "/v1/catalog/{id}/history"),
+        ("get", "/v1/systems/{system}/tags"),
+        ("put", "/v1/systems/{system}/tags"),
+        ("get", "/v1/policy"),
+        ("put", "/v1/policy"),
+        ("get", "/v1/exceptions"),
+        ("post", "/v1/exceptions"),
+        ("post", "/v1/exceptions/{id}/revoke"),
+        ("get", "/v1/reports/compliance"),
     ] {
         assert!(
             operations
@@ -1510,11 +1524,38 @@ async fn every_documented_operation_is_routed() {
         );
     }
 
+    // The compliance operations need something to act on: a catalog entry
+    // and an exception. Deletions run last, so they do not remove what other
+    // operations use.
+    let entry = serde_json::json!({"severity": "high", "released_at": at(1)});
+    let r = srv
+        .send(srv.client.put(srv.url("/v1/catalog/KB1")).json(&entry))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = srv
+        .send(
+            srv.client
+                .post(srv.url("/v1/exceptions"))
+                .json(&serde_json::json!({
+            "patch_id": "KB1", "system": "web-01", "reason": "r", "approver": "a",
+            "expires_at": "2999-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let exception_id = r.json()["id"].as_str().unwrap().to_owned();
+    operations.sort_by_key(|(m, _)| m == "delete");
+
     for (method, path) in &operations {
+        let id = if path.starts_with("/v1/exceptions") {
+            exception_id.as_str()
+        } else {
+            "KB1"
+        };
         let concrete = path
             .replace("{seq}", "0")
             .replace("{system}", "web-01")
-            .replace("{patch_id}", "KB1");
+            .replace("{patch_id}", "KB1")
+            .replace("{id}", id);
         assert!(!concrete.contains('{'), "unknown parameter in {path}");
         // Required query parameters, with sample values.
         let concrete = match concrete.as_str() {
@@ -1524,10 +1565,27 @@ async fn every_documented_operation_is_routed() {
         };
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let mut req = srv.client.request(m, srv.url(&concrete));
-        if method == "post" {
+        let body = match (method.as_str(), path.as_str()) {
+            ("post", "/v1/events") => {
+                Some(serde_json::to_value(event("KB9", "web-09", &at(2), "success")).unwrap())
+            }
+            ("post", "/v1/catalog") => {
+                Some(serde_json::json!([{"id": "KB2", "severity": "low", "released_at": at(1)}]))
+            }
+            ("put", "/v1/catalog/{id}") => Some(entry.clone()),
+            ("put", "/v1/systems/{system}/tags") => Some(serde_json::json!({"tags": ["env=prod"]})),
+            ("put", "/v1/policy") => Some(serde_json::json!({
+                "default": {"critical": 30, "high": 30, "medium": 90, "low": 180},
+                "stale_after_days": 7})),
+            ("post", "/v1/exceptions") => Some(serde_json::json!({
+                "patch_id": "KB1", "tag": "env=prod", "reason": "r", "approver": "a",
+                "expires_at": "2999-01-01T00:00:00Z"})),
+            _ => None,
+        };
+        if let Some(body) = body {
             req = req
                 .header("content-type", "application/json")
-                .body(serde_json::to_vec(&event("KB9", "web-09", &at(2), "success")).unwrap());
+                .body(serde_json::to_vec(&body).unwrap());
         }
         let r = srv.send(req).await;
         assert_ne!(
