@@ -98,7 +98,7 @@ impl SlaPolicy {
         };
         check("default".into(), &self.default);
         for (i, s) in self.scoped.iter().enumerate() {
-            check(format!("scoped[{i}]"), &s.days);
+            check(format!("scoped[{i}].days"), &s.days);
         }
         if self.stale_after_days == 0 || self.stale_after_days > Self::MAX_DAYS {
             errors.push(FieldError::new(
@@ -249,7 +249,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             (e[0].field.as_str(), e[0].code),
-            ("scoped[0].low", ErrorCode::InvalidValue)
+            ("scoped[0].days.low", ErrorCode::InvalidValue)
         );
     }
 }

@@ -259,8 +259,10 @@ pub struct Report {
     /// One line per patch, most severe first, then oldest release.
     pub patches: Vec<PatchRow>,
     /// Coverage over time, for the chart: the share of pairs whose
-    /// standing install (the one not since rolled back) was in place at
-    /// each instant. An install later rolled back does not show.
+    /// standing, confirmed install (not since rolled back, no reboot
+    /// pending, on a system not stale) was in place at each instant. Its
+    /// last point is the headline coverage; earlier points are a lower
+    /// bound, since an install later rolled back does not show.
     pub coverage: Vec<CoveragePoint>,
     /// Applied pairs per time-to-patch bucket (upper bound in days, count),
     /// for the histogram.
@@ -343,8 +345,13 @@ impl Report {
                     attempts += f.attempts;
                     failures += f.failures;
                 }
+                // Only confirmed installs count, as in coverage_pct, so the
+                // curve ends at the headline number.
+                let confirmed =
+                    matches!(ev.state, PairState::AppliedOnTime | PairState::AppliedLate);
                 let covered_from = f
                     .and_then(|f| f.applied_since)
+                    .filter(|_| confirmed)
                     .map(|t| t.max(entry.released_at));
                 curve.push((
                     entry.released_at.as_micros(),
@@ -621,6 +628,11 @@ mod tests {
         assert!(r.summary.stale_systems.is_empty());
         let last = r.coverage.last().unwrap();
         assert_eq!((last.required, last.covered), (6, 2));
+        assert_eq!(
+            last.covered,
+            c.applied(),
+            "the curve ends at the headline coverage"
+        );
         assert_eq!(r.coverage[0].covered, 0);
         assert_eq!(
             r.time_to_patch_histogram.iter().map(|b| b.1).sum::<u64>(),

@@ -357,30 +357,16 @@ impl ListFormat {
     /// q-values of its Accept header (RFC 9110 §12.5.1); JSON when nothing
     /// offered is acceptable or the header is absent.
     fn from_accept(headers: &HeaderMap) -> Self {
-        let accept = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mut best: Option<(f32, usize, ListFormat)> = None;
-        for (position, range) in accept.split(',').enumerate() {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|v| v.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            let format = match media.as_str() {
-                "application/x-ndjson" | "application/ndjson" => ListFormat::Ndjson,
-                "text/csv" => ListFormat::Csv,
-                "application/json" => ListFormat::Json,
-                _ => continue,
-            };
-            // Highest q wins; on a tie, the range listed first.
-            if q > 0.0 && best.is_none_or(|(bq, _, _)| q > bq) {
-                best = Some((q, position, format));
-            }
-        }
-        best.map_or(ListFormat::Json, |(_, _, f)| f)
+        negotiate(
+            headers,
+            &[
+                ("application/x-ndjson", ListFormat::Ndjson),
+                ("application/ndjson", ListFormat::Ndjson),
+                ("text/csv", ListFormat::Csv),
+                ("application/json", ListFormat::Json),
+            ],
+            ListFormat::Json,
+        )
     }
 
     fn content_type(self) -> &'static str {
@@ -390,6 +376,33 @@ impl ListFormat {
             ListFormat::Csv => "text/csv; charset=utf-8",
         }
     }
+}
+
+/// Picks the representation the client prefers among `offers`, by the
+/// q-values of its Accept header (RFC 9110 §12.5.1): the highest q wins,
+/// and on a tie the range listed first. `default` when nothing offered is
+/// acceptable or the header is absent.
+pub(crate) fn negotiate<T: Copy>(headers: &HeaderMap, offers: &[(&str, T)], default: T) -> T {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut best: Option<(f32, T)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|v| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let Some(offer) = offers.iter().find(|(m, _)| *m == media).map(|o| o.1) else {
+            continue;
+        };
+        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, offer));
+        }
+    }
+    best.map_or(default, |(_, f)| f)
 }
 
 /// The query parameters of an event listing.

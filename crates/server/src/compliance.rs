@@ -1058,17 +1058,15 @@ async fn get_report(
     let format = p.take_with("format", ReportFormat::parse);
     p.finish(&["as_of", "tag", "severity", "system", "patch_id", "format"])?;
     let format = format.unwrap_or_else(|| {
-        let accept = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if accept.contains("text/html") {
-            ReportFormat::Html
-        } else if accept.contains("text/csv") {
-            ReportFormat::Csv
-        } else {
-            ReportFormat::Json
-        }
+        crate::api::negotiate(
+            &headers,
+            &[
+                ("application/json", ReportFormat::Json),
+                ("text/html", ReportFormat::Html),
+                ("text/csv", ReportFormat::Csv),
+            ],
+            ReportFormat::Json,
+        )
     });
     let report = compute_report(&*st.store, as_of, filter).await?;
     let (ctype, body) = render_report(&report, format);
