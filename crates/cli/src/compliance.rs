@@ -664,10 +664,22 @@ pub async fn policy(config: &Config, a: PolicyArgs) -> Result<()> {
             .await?
         }
         (None, Backend::Local(store)) => {
-            let p = records::policy(&**store, None).await.map_err(store_err)?;
-            PolicyOut {
-                policy: PolicyWire::from(&p),
-                revision: None,
+            let h = store
+                .record_history(RecordKind::Policy, records::POLICY_ID)
+                .await
+                .map_err(store_err)?;
+            match h.last() {
+                Some(r) => PolicyOut {
+                    policy: PolicyWire::from(
+                        &records::decode_policy(r.body.as_deref().unwrap_or_default())
+                            .map_err(store_err)?,
+                    ),
+                    revision: Some(RevisionOut::from(r)),
+                },
+                None => PolicyOut {
+                    policy: PolicyWire::from(&patchaudit_compliance::SlaPolicy::default()),
+                    revision: None,
+                },
             }
         }
         (None, Backend::Remote { .. }) => b.call(Method::GET, "/v1/policy", &[], None, "").await?,

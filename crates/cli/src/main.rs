@@ -62,7 +62,7 @@ struct GlobalArgs {
 #[derive(Args, Clone, Default)]
 struct ClientArgs {
     /// Work through this server's API instead of the local database [env: PATCHAUDIT_SERVER].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     server: Option<String>,
 }
 

@@ -276,15 +276,16 @@ pub(super) async fn put_records(
             .map_err(|e| db_error(&e))?
             .as_ref()
             .map(row_to_record);
+        let deleted = cur.as_ref().is_none_or(|r| r.body.is_none());
         match cur {
-            Some(cur) if cur.body == c.body => out.push(cur),
-            None if c.body.is_none() => {
+            _ if c.body.is_none() && deleted => {
                 return Err(StoreError::NotFound(format!(
                     "{} {:?} does not exist",
                     kind.as_str(),
                     c.id
                 )))
             }
+            Some(cur) if cur.body == c.body => out.push(cur),
             _ => {
                 let row = tx
                     .query_one(

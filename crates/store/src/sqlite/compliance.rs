@@ -199,16 +199,19 @@ pub(super) fn put_records(
                 .query_row(params![kind.as_str(), c.id], row_to_record)
                 .optional()
                 .map_err(internal)?;
+            let deleted = cur.as_ref().is_none_or(|r| r.body.is_none());
             match cur {
-                // Writing what is already there changes nothing and leaves no revision.
-                Some(cur) if cur.body == c.body => out.push(cur),
-                None if c.body.is_none() => {
+                // Deleting what does not exist (or no longer does) is an error,
+                // not a no-op: the caller named something that is not there.
+                _ if c.body.is_none() && deleted => {
                     return Err(StoreError::NotFound(format!(
                         "{} {:?} does not exist",
                         kind.as_str(),
                         c.id
                     )))
                 }
+                // Writing what is already there changes nothing and leaves no revision.
+                Some(cur) if cur.body == c.body => out.push(cur),
                 _ => {
                     insert
                         .execute(params![kind.as_str(), c.id, now, actor, c.body])
