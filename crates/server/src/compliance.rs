@@ -987,10 +987,14 @@ pub async fn compute_report(
     let mut report = tokio::task::spawn_blocking(move || Report::compute(&input, &filter))
         .await
         .map_err(|e| ApiError::Internal(format!("report task failed: {e}")))?;
+    let seqs: Vec<u64> = report
+        .failures
+        .iter()
+        .filter_map(|r| r.last_failure_seq)
+        .collect();
+    let mut details = store.details(&seqs).await?;
     for row in &mut report.failures {
-        if let Some(seq) = row.last_failure_seq {
-            row.detail = store.get(seq).await?.and_then(|e| e.event.detail);
-        }
+        row.detail = row.last_failure_seq.and_then(|s| details.remove(&s));
     }
     Ok(ReportOut::from(&report))
 }

@@ -1248,6 +1248,13 @@ pub async fn reports_as_of_an_instant_do_not_change(store: Arc<dyn Store>) {
         &ReportFilter::default(),
     );
     assert_eq!(later.checkpoint.as_ref().map(|c| c.size), Some(4));
+    // Failure details are read in one batch; events without one are left out.
+    let mut failed = event("web-9", "KB1", now_secs - 10, Status::Failure);
+    failed.detail = Some("E: dpkg was interrupted".into());
+    let a = store.append(vec![failed], "").await.unwrap();
+    let details = store.details(&[a[0].seq, 0, 1, 999_999]).await.unwrap();
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert_eq!(details[&a[0].seq], "E: dpkg was interrupted");
     assert_eq!(later.summary.counts.required(), 3);
     assert!(later.failures.is_empty());
 }

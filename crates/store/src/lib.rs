@@ -176,6 +176,13 @@ pub trait Store: Send + Sync + 'static {
     /// of the latest checkpoint recorded by then.
     async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError>;
 
+    /// The `detail` of each event at `seqs` that has one, read in batches;
+    /// a report shows the latest failure of thousands of pairs at once.
+    async fn details(
+        &self,
+        seqs: &[u64],
+    ) -> Result<std::collections::HashMap<u64, String>, StoreError>;
+
     /// Checks that the database answers; used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -672,6 +672,35 @@ impl Store for PgStore {
         compliance::pair_facts(&mut client, as_of).await
     }
 
+    async fn details(
+        &self,
+        seqs: &[u64],
+    ) -> Result<std::collections::HashMap<u64, String>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT e.seq, e.detail FROM unnest($1::int8[]) AS k(seq) \
+                 JOIN events e ON e.seq = k.seq WHERE e.detail IS NOT NULL",
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        let mut out = std::collections::HashMap::new();
+        for chunk in seqs.chunks(10_000) {
+            let keys: Vec<i64> = chunk
+                .iter()
+                .filter_map(|s| i64::try_from(*s).ok())
+                .collect();
+            for r in client
+                .query(&stmt, &[&keys])
+                .await
+                .map_err(|e| db_error(&e))?
+            {
+                out.insert(r.get::<_, i64>(0) as u64, r.get(1));
+            }
+        }
+        Ok(out)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         client

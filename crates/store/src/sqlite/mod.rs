@@ -650,6 +650,30 @@ impl Store for SqliteStore {
         self.read(move |c| compliance::pair_facts(c, as_of)).await
     }
 
+    async fn details(
+        &self,
+        seqs: &[u64],
+    ) -> Result<std::collections::HashMap<u64, String>, StoreError> {
+        let seqs: Vec<i64> = seqs.iter().filter_map(|s| i64::try_from(*s).ok()).collect();
+        self.read(move |c| {
+            let mut out = std::collections::HashMap::new();
+            let mut stmt = c
+                .prepare_cached("SELECT detail FROM events WHERE seq = ?")
+                .map_err(internal)?;
+            for seq in seqs {
+                let d: Option<Option<String>> = stmt
+                    .query_row([seq], |r| r.get(0))
+                    .optional()
+                    .map_err(internal)?;
+                if let Some(Some(d)) = d {
+                    out.insert(seq as u64, d);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
             .await?;
