@@ -936,7 +936,7 @@ pub async fn report(config: &Config, a: ReportArgs) -> Result<()> {
                 system: a.system.clone(),
                 patch_id: a.patch_id.clone(),
             };
-            api::compute_report(&**store, as_of, filter)
+            api::compute_report(&**store, None, as_of, filter)
                 .await
                 .map_err(api_failure)?
         }

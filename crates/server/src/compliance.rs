@@ -977,16 +977,27 @@ impl ReportFormat {
 }
 
 /// Computes a report over `store`, with failure details filled in.
-/// Shared with the CLI's local mode.
+/// Shared with the CLI's local mode. A report "now" goes through `cache`
+/// when one is given, which reads only the pairs changed since the last one.
 pub async fn compute_report(
     store: &dyn Store,
+    cache: Option<&records::FactsCache>,
     as_of: Option<Timestamp>,
     filter: ReportFilter,
 ) -> Result<ReportOut, ApiError> {
-    let input = records::report_input(store, as_of).await?;
-    let mut report = tokio::task::spawn_blocking(move || Report::compute(&input, &filter))
-        .await
-        .map_err(|e| ApiError::Internal(format!("report task failed: {e}")))?;
+    let mut report = match (cache, as_of) {
+        (Some(cache), None) => {
+            cache
+                .compute(store, move |input| Report::compute(input, &filter))
+                .await?
+        }
+        _ => {
+            let input = records::report_input(store, as_of).await?;
+            tokio::task::spawn_blocking(move || Report::compute(&input, &filter))
+                .await
+                .map_err(|e| ApiError::Internal(format!("report task failed: {e}")))?
+        }
+    };
     let seqs: Vec<u64> = report
         .failures
         .iter()
@@ -1072,7 +1083,7 @@ async fn get_report(
             ReportFormat::Json,
         )
     });
-    let report = compute_report(&*st.store, as_of, filter).await?;
+    let report = compute_report(&*st.store, Some(&st.facts), as_of, filter).await?;
     let (ctype, body) = render_report(&report, format);
     let mut resp = body.into_response();
     resp.headers_mut()

@@ -60,6 +60,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The API's limits.
     pub config: Arc<ServerConfig>,
+    /// The pair facts of the latest compliance report, so the next one
+    /// reads only what changed.
+    pub facts: Arc<patchaudit_store::compliance::FactsCache>,
     metrics: PrometheusHandle,
 }
 
@@ -69,6 +72,7 @@ impl AppState {
         AppState {
             store,
             config: Arc::new(config),
+            facts: Arc::default(),
             metrics: metrics_handle(),
         }
     }

@@ -444,19 +444,41 @@ pub async fn report_input(
     let at = as_of.unwrap_or_else(Timestamp::now);
     // Records are read as of `at` in both cases, so a report "now" and a
     // later report "as of" that instant see the same catalog and policy.
-    let (snapshot, catalog, tags, policy, exceptions) = futures::try_join!(
-        store.pair_facts(as_of),
+    let (snapshot, records) = futures::try_join!(store.pair_facts(as_of), read_records(store, at))?;
+    Ok(assemble(at, as_of.is_some(), snapshot, records))
+}
+
+/// The records a report reads, as they stood at one instant.
+struct Records {
+    catalog: Vec<CatalogEntry>,
+    tags: HashMap<String, Tags>,
+    policy: SlaPolicy,
+    exceptions: Vec<Exception>,
+}
+
+async fn read_records(store: &dyn Store, at: Timestamp) -> Result<Records, StoreError> {
+    let (catalog, tags, policy, exceptions) = futures::try_join!(
         catalog(store, Some(at)),
         system_tags(store, Some(at)),
         policy(store, Some(at)),
         exceptions(store, Some(at)),
     )?;
+    Ok(Records {
+        catalog,
+        tags,
+        policy,
+        exceptions,
+    })
+}
+
+fn assemble(at: Timestamp, as_of: bool, snapshot: FactsSnapshot, r: Records) -> ReportInput {
     let mut seen: HashMap<String, (Timestamp, Timestamp)> = snapshot
         .systems
         .into_iter()
         .map(|(id, first, last)| (id, (first, last)))
         .collect();
-    let mut systems: Vec<SystemView> = tags
+    let mut systems: Vec<SystemView> = r
+        .tags
         .into_iter()
         .map(|(id, tags)| {
             let s = seen.remove(&id);
@@ -475,19 +497,89 @@ pub async fn report_input(
         last_seen: Some(last),
     }));
     systems.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(ReportInput {
+    ReportInput {
         at,
-        as_of: as_of.is_some(),
+        as_of,
         checkpoint: snapshot.checkpoint.map(|c| CheckpointRef {
             size: c.size,
             root_hex: hex_lower(&c.root),
         }),
-        catalog,
+        catalog: r.catalog,
         systems,
-        policy,
-        exceptions,
+        policy: r.policy,
+        exceptions: r.exceptions,
         facts: snapshot.facts,
-    })
+    }
+}
+
+/// The pair facts of the latest report, kept in memory by a long-running
+/// server, so that the next report reads only the pairs that changed since
+/// (`Store::pair_facts_since`) instead of all of them.
+///
+/// Reports through one cache run one at a time: the facts are lent to the
+/// computation and put back after it.
+#[derive(Default)]
+pub struct FactsCache {
+    state: tokio::sync::Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    /// Whether `facts` holds every pair of the checkpoint of `size`.
+    loaded: bool,
+    size: u64,
+    facts: HashMap<String, HashMap<String, PairFacts>>,
+}
+
+impl FactsCache {
+    /// Reads the report input as the ledger and the records stand now,
+    /// bringing the cached facts up to date first, and runs `f` over it on
+    /// the blocking pool.
+    pub async fn compute<R, F>(&self, store: &dyn Store, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&ReportInput) -> R + Send + 'static,
+    {
+        let mut cached = self.state.lock().await;
+        let at = Timestamp::now();
+        let (snapshot, records) = loop {
+            let since = if cached.loaded { cached.size } else { 0 };
+            let (snapshot, records) =
+                futures::try_join!(store.pair_facts_since(since), read_records(store, at))?;
+            let size = snapshot.checkpoint.as_ref().map_or(0, |c| c.size);
+            if cached.loaded && size < cached.size {
+                // The ledger shrank: another database behind the same
+                // store. Start again from a full read.
+                cached.loaded = false;
+                continue;
+            }
+            break (snapshot, records);
+        };
+        let size = snapshot.checkpoint.as_ref().map_or(0, |c| c.size);
+        let mut facts = std::mem::take(&mut cached.facts);
+        let mut snapshot = snapshot;
+        if cached.loaded {
+            for (patch, changed) in std::mem::take(&mut snapshot.facts) {
+                facts.entry(patch).or_default().extend(changed);
+            }
+        } else {
+            facts = std::mem::take(&mut snapshot.facts);
+        }
+        snapshot.facts = facts;
+        // Until the facts are back, the cache holds nothing.
+        cached.loaded = false;
+        let input = assemble(at, false, snapshot, records);
+        let (input, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&input);
+            (input, out)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("report task failed: {e}")))?;
+        cached.facts = input.facts;
+        cached.size = size;
+        cached.loaded = true;
+        Ok(out)
+    }
 }
 
 fn hex_lower(bytes: &[u8]) -> String {

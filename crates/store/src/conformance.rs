@@ -55,7 +55,8 @@ macro_rules! conformance_suite {
             proofs_refuse_unsigned_sizes,
             records_keep_history_and_answer_as_of,
             pair_facts_equal_a_full_fold_on_random_ledgers,
-            reports_as_of_an_instant_do_not_change
+            reports_as_of_an_instant_do_not_change,
+            cached_facts_follow_every_append
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1257,4 +1258,61 @@ pub async fn reports_as_of_an_instant_do_not_change(store: Arc<dyn Store>) {
     assert_eq!(details[&a[0].seq], "E: dpkg was interrupted");
     assert_eq!(later.summary.counts.required(), 3);
     assert!(later.failures.is_empty());
+}
+
+/// A `FactsCache` that reads only the pairs changed since its last report
+/// holds exactly what a full read holds, after every append, late events
+/// from a pair's past included.
+pub async fn cached_facts_follow_every_append(store: Arc<dyn Store>) {
+    use crate::compliance::FactsCache;
+    let cache = FactsCache::default();
+    let mut rng = XorShift(0x5eed_cafe);
+    let (empty, none) = cached_read(&cache, &*store).await;
+    assert!(empty.is_empty() && none.is_none());
+    for round in 0..8 {
+        let n = 1 + rng.below(30);
+        let batch: Vec<NewEvent> = (0..n)
+            .map(|_| {
+                event(
+                    &format!("sys-{}", rng.below(6)),
+                    &format!("KB{}", rng.below(4)),
+                    // Later rounds reach back before earlier events, so pairs refold.
+                    rng.below(100) as i64 * 60,
+                    Status::ALL[rng.below(3) as usize],
+                )
+            })
+            .collect();
+        store.append(batch, "").await.unwrap();
+        let (cached, checkpoint) = cached_read(&cache, &*store).await;
+        let full = store.pair_facts(None).await.unwrap();
+        assert_eq!(
+            checkpoint.map(|c| c.size),
+            full.checkpoint.as_ref().map(|c| c.size),
+            "round {round}"
+        );
+        assert_eq!(
+            cached, full.facts,
+            "round {round}: the cache drifted from a full read"
+        );
+    }
+    // A read with nothing new changes nothing.
+    let (again, _) = cached_read(&cache, &*store).await;
+    assert_eq!(again, store.pair_facts(None).await.unwrap().facts);
+}
+
+type CachedFacts = (
+    std::collections::HashMap<
+        String,
+        std::collections::HashMap<String, patchaudit_compliance::PairFacts>,
+    >,
+    Option<patchaudit_compliance::report::CheckpointRef>,
+);
+
+async fn cached_read(cache: &crate::compliance::FactsCache, store: &dyn Store) -> CachedFacts {
+    cache
+        .compute(store, |input| {
+            (input.facts.clone(), input.checkpoint.clone())
+        })
+        .await
+        .unwrap()
 }

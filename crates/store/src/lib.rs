@@ -176,6 +176,13 @@ pub trait Store: Send + Sync + 'static {
     /// of the latest checkpoint recorded by then.
     async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError>;
 
+    /// Like `pair_facts(None)`, but only the pairs an append at or after
+    /// seq `changed_since` touched (all of them for 0). The checkpoint and
+    /// the systems are complete. A reader that keeps the facts of the
+    /// checkpoint of size N in memory stays exact by merging in
+    /// `pair_facts_since(N)`.
+    async fn pair_facts_since(&self, changed_since: u64) -> Result<FactsSnapshot, StoreError>;
+
     /// The `detail` of each event at `seqs` that has one, read in batches;
     /// a report shows the latest failure of thousands of pairs at once.
     async fn details(

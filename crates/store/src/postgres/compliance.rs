@@ -55,7 +55,7 @@ pub(super) async fn fold_group(
     tx: &impl GenericClient,
     derived: &Derived,
     first_new_seq: i64,
-) -> Result<Vec<(String, String, PairFacts)>, tokio_postgres::Error> {
+) -> Result<Vec<(String, String, PairFacts, i64)>, tokio_postgres::Error> {
     let keys: Vec<&(String, String)> = derived.pairs.keys().collect();
     let patches: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
     let systems: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
@@ -73,6 +73,7 @@ pub(super) async fn fold_group(
     let mut refold: Vec<(&(String, String), Vec<EventFact>)> = Vec::new();
     for key in keys {
         let mut new = derived.pairs[key].facts.clone();
+        let updated = max_seq(&new, first_new_seq);
         let prior = match stored.remove(key).map(FactsRow::into_facts).transpose() {
             Ok(p) => p,
             // A corrupt row is folded again from the events rather than trusted.
@@ -82,7 +83,7 @@ pub(super) async fn fold_group(
             }
         };
         match derived::extend(prior, &mut new) {
-            Some(f) => out.push((key.0.clone(), key.1.clone(), f)),
+            Some(f) => out.push((key.0.clone(), key.1.clone(), f, updated)),
             None => refold.push((key, new)),
         }
     }
@@ -108,8 +109,9 @@ pub(super) async fn fold_group(
         }
         for (key, new) in refold {
             let old = older.remove(key).unwrap_or_default();
+            let updated = max_seq(&new, first_new_seq);
             if let Some(f) = derived::refold(old, &new) {
-                out.push((key.0.clone(), key.1.clone(), f));
+                out.push((key.0.clone(), key.1.clone(), f, updated));
             }
         }
     }
@@ -118,16 +120,17 @@ pub(super) async fn fold_group(
 
 const FACTS_UPSERT: &str = "INSERT INTO pair_facts (patch_id, system, attempts, failures, \
      first_attempt_at, first_success_at, applied_since, pending_reboot, last_status, \
-     last_applied_at, last_seq, last_failure_seq) \
+     last_applied_at, last_seq, last_failure_seq, updated_seq) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::timestamptz[], \
        $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::text[], $10::timestamptz[], \
-       $11::int8[], $12::int8[]) \
+       $11::int8[], $12::int8[], $13::int8[]) \
      ON CONFLICT (patch_id, system) DO UPDATE SET \
        attempts = EXCLUDED.attempts, failures = EXCLUDED.failures, \
        first_attempt_at = EXCLUDED.first_attempt_at, first_success_at = EXCLUDED.first_success_at, \
        applied_since = EXCLUDED.applied_since, pending_reboot = EXCLUDED.pending_reboot, \
        last_status = EXCLUDED.last_status, last_applied_at = EXCLUDED.last_applied_at, \
-       last_seq = EXCLUDED.last_seq, last_failure_seq = EXCLUDED.last_failure_seq";
+       last_seq = EXCLUDED.last_seq, last_failure_seq = EXCLUDED.last_failure_seq, \
+       updated_seq = EXCLUDED.updated_seq";
 
 /// Folded facts as the column arrays of [`FACTS_UPSERT`].
 struct FactArrays<'a> {
@@ -143,10 +146,12 @@ struct FactArrays<'a> {
     last_applied: Vec<DateTime<Utc>>,
     last_seq: Vec<i64>,
     last_failure: Vec<Option<i64>>,
+    updated: Vec<i64>,
 }
 
 impl<'a> FactArrays<'a> {
-    fn new(facts: &'a [(String, String, PairFacts)]) -> Self {
+    /// `updated` is each pair's highest new seq (0 for a backfill).
+    fn new(facts: &'a [(String, String, PairFacts, i64)]) -> Self {
         let ts = |t: Option<Timestamp>| t.map(to_datetime);
         FactArrays {
             patches: facts.iter().map(|f| f.0.as_str()).collect(),
@@ -167,10 +172,11 @@ impl<'a> FactArrays<'a> {
                 .iter()
                 .map(|f| f.2.last_failure_seq.map(|s| s as i64))
                 .collect(),
+            updated: facts.iter().map(|f| f.3).collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.patches,
             &self.systems,
@@ -184,6 +190,7 @@ impl<'a> FactArrays<'a> {
             &self.last_applied,
             &self.last_seq,
             &self.last_failure,
+            &self.updated,
         ]
     }
 }
@@ -191,7 +198,7 @@ impl<'a> FactArrays<'a> {
 /// Writes folded facts, replacing what was stored.
 pub(super) async fn write_facts(
     tx: &deadpool_postgres::Transaction<'_>,
-    facts: &[(String, String, PairFacts)],
+    facts: &[(String, String, PairFacts, i64)],
 ) -> Result<u64, tokio_postgres::Error> {
     if facts.is_empty() {
         return Ok(0);
@@ -215,9 +222,11 @@ pub(super) async fn backfill_facts(
     let all = rows
         .iter()
         .filter_map(|r| Some((r.get(0), r.get(1), row_to_fact(r, 2).ok()?)));
-    let folded: Vec<(String, String, PairFacts)> = derived::fold_all(all)
+    // Every backfilled pair counts as changed at seq 0: a reader that
+    // caches facts reads them all once.
+    let folded: Vec<(String, String, PairFacts, i64)> = derived::fold_all(all)
         .into_iter()
-        .flat_map(|(p, systems)| systems.into_iter().map(move |(s, f)| (p.clone(), s, f)))
+        .flat_map(|(p, systems)| systems.into_iter().map(move |(s, f)| (p.clone(), s, f, 0)))
         .collect();
     for chunk in folded.chunks(10_000) {
         let arrays = FactArrays::new(chunk);
@@ -355,6 +364,7 @@ pub(super) async fn record_history(
 pub(super) async fn pair_facts(
     client: &mut deadpool_postgres::Object,
     as_of: Option<Timestamp>,
+    changed_since: u64,
 ) -> Result<FactsSnapshot, StoreError> {
     let e = |e: tokio_postgres::Error| db_error(&e);
     let tx = client
@@ -381,10 +391,13 @@ pub(super) async fn pair_facts(
         ..Default::default()
     };
     if as_of.is_none() {
+        let since = changed_since as i64;
         for r in tx
             .query(
-                &format!("SELECT patch_id, system, {FACT_COLUMNS} FROM pair_facts"),
-                &[],
+                &format!(
+                    "SELECT patch_id, system, {FACT_COLUMNS} FROM pair_facts WHERE updated_seq >= $1"
+                ),
+                &[&since],
             )
             .await
             .map_err(e)?
@@ -438,4 +451,12 @@ pub(super) async fn pair_facts(
     }
     tx.commit().await.map_err(e)?;
     Ok(snap)
+}
+
+/// The highest seq among a pair's new events.
+fn max_seq(new: &[EventFact], first_new_seq: i64) -> i64 {
+    new.iter()
+        .map(|e| e.seq as i64)
+        .max()
+        .unwrap_or(first_new_seq)
 }

@@ -669,7 +669,12 @@ impl Store for PgStore {
 
     async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
         let mut client = self.client().await?;
-        compliance::pair_facts(&mut client, as_of).await
+        compliance::pair_facts(&mut client, as_of, 0).await
+    }
+
+    async fn pair_facts_since(&self, changed_since: u64) -> Result<FactsSnapshot, StoreError> {
+        let mut client = self.client().await?;
+        compliance::pair_facts(&mut client, None, changed_since).await
     }
 
     async fn details(

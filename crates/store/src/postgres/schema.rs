@@ -157,8 +157,10 @@ CREATE TABLE pair_facts (
     last_applied_at  timestamptz NOT NULL,
     last_seq         bigint NOT NULL,
     last_failure_seq bigint,
+    updated_seq      bigint NOT NULL,
     PRIMARY KEY (patch_id, system)
 );
+CREATE INDEX pair_facts_by_update ON pair_facts (updated_seq);
 "#,
 ];
 

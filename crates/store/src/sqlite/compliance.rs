@@ -60,8 +60,8 @@ pub(super) fn upsert_facts(
         .map_err(internal)?;
     let mut put = tx
         .prepare_cached(&format!(
-            "INSERT OR REPLACE INTO pair_facts (patch_id, system, {FACT_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT OR REPLACE INTO pair_facts (patch_id, system, {FACT_COLUMNS}, updated_seq) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .map_err(internal)?;
     for ((patch, system), d) in &derived.pairs {
@@ -89,6 +89,13 @@ pub(super) fn upsert_facts(
             }
         };
         let f = FactsRow::from_facts(&facts);
+        // The highest seq this append folded into the pair.
+        let updated = d
+            .facts
+            .iter()
+            .map(|e| e.seq as i64)
+            .max()
+            .unwrap_or(first_new_seq);
         put.execute(params![
             patch,
             system,
@@ -101,7 +108,8 @@ pub(super) fn upsert_facts(
             f.last_status,
             f.last_applied_at,
             f.last_seq,
-            f.last_failure_seq
+            f.last_failure_seq,
+            updated
         ])
         .map_err(internal)?;
     }
@@ -128,8 +136,8 @@ pub(super) fn backfill_facts(tx: &Transaction<'_>) -> Result<(), String> {
     };
     let mut put = tx
         .prepare(&format!(
-            "INSERT INTO pair_facts (patch_id, system, {FACT_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO pair_facts (patch_id, system, {FACT_COLUMNS}, updated_seq) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
         ))
         .map_err(|e| e.to_string())?;
     for (patch, systems) in &facts {
@@ -270,16 +278,21 @@ pub(super) fn record_history(
 pub(super) fn pair_facts(
     conn: &Connection,
     as_of: Option<Timestamp>,
+    changed_since: u64,
 ) -> Result<FactsSnapshot, StoreError> {
     // A deferred transaction on a WAL reader: every statement below sees
     // the same snapshot, so the facts match the checkpoint exactly.
     conn.execute_batch("BEGIN").map_err(internal)?;
-    let result = snapshot(conn, as_of);
+    let result = snapshot(conn, as_of, changed_since);
     let _ = conn.execute_batch("COMMIT");
     result
 }
 
-fn snapshot(conn: &Connection, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
+fn snapshot(
+    conn: &Connection,
+    as_of: Option<Timestamp>,
+    changed_since: u64,
+) -> Result<FactsSnapshot, StoreError> {
     let at = as_of.map_or(i64::MAX, Timestamp::as_micros);
     let checkpoint = conn
         .prepare_cached(
@@ -296,12 +309,22 @@ fn snapshot(conn: &Connection, as_of: Option<Timestamp>) -> Result<FactsSnapshot
         ..Default::default()
     };
     if as_of.is_none() {
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT patch_id, system, {FACT_COLUMNS} FROM pair_facts"
-            ))
-            .map_err(internal)?;
-        let mut rows = stmt.query([]).map_err(internal)?;
+        // The full read walks the primary key; a read of what changed uses
+        // the updated_seq index.
+        let sql = if changed_since == 0 {
+            format!("SELECT patch_id, system, {FACT_COLUMNS} FROM pair_facts")
+        } else {
+            format!(
+                "SELECT patch_id, system, {FACT_COLUMNS} FROM pair_facts WHERE updated_seq >= ?"
+            )
+        };
+        let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+        let mut rows = if changed_since == 0 {
+            stmt.query([])
+        } else {
+            stmt.query([changed_since as i64])
+        }
+        .map_err(internal)?;
         while let Some(r) = rows.next().map_err(internal)? {
             let p: String = r.get(0).map_err(internal)?;
             let s: String = r.get(1).map_err(internal)?;

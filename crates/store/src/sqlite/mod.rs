@@ -647,7 +647,13 @@ impl Store for SqliteStore {
     }
 
     async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
-        self.read(move |c| compliance::pair_facts(c, as_of)).await
+        self.read(move |c| compliance::pair_facts(c, as_of, 0))
+            .await
+    }
+
+    async fn pair_facts_since(&self, changed_since: u64) -> Result<FactsSnapshot, StoreError> {
+        self.read(move |c| compliance::pair_facts(c, None, changed_since))
+            .await
     }
 
     async fn details(

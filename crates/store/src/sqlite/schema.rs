@@ -135,8 +135,11 @@ CREATE TABLE pair_facts (
     last_applied_at  INTEGER NOT NULL,
     last_seq         INTEGER NOT NULL,
     last_failure_seq INTEGER,
+    updated_seq      INTEGER NOT NULL,            -- the highest seq folded in
     PRIMARY KEY (patch_id, system)
 ) WITHOUT ROWID;
+-- A server keeps the facts in memory and reads only what changed since.
+CREATE INDEX pair_facts_by_update ON pair_facts (updated_seq);
 "#,
 ];
 
