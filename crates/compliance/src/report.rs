@@ -111,26 +111,43 @@ pub struct PairRow {
 /// Counts of pair states, with the share that is covered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateCounts {
-    /// Pairs per state (never `not_required`).
-    pub by_state: BTreeMap<PairState, u64>,
+    /// Pairs per state, indexed by position in [`PairState::ALL`]
+    /// (`not_required` stays 0). An array, not a map: a report adds to it
+    /// twice per pair.
+    counts: [u64; PairState::ALL.len()],
     /// Pairs flagged overdue (not applied and past the deadline).
     pub overdue: u64,
 }
 
 impl StateCounts {
     fn add(&mut self, state: PairState, overdue: bool) {
-        *self.by_state.entry(state).or_default() += 1;
+        self.counts[state as usize] += 1;
         self.overdue += u64::from(overdue);
+    }
+
+    fn merge(&mut self, other: &StateCounts) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.overdue += other.overdue;
+    }
+
+    /// The states that have pairs, with their counts, in report order.
+    pub fn by_state(&self) -> impl Iterator<Item = (PairState, u64)> + '_ {
+        PairState::ALL
+            .into_iter()
+            .zip(self.counts)
+            .filter(|(_, n)| *n > 0)
     }
 
     /// Required pairs.
     pub fn required(&self) -> u64 {
-        self.by_state.values().sum()
+        self.counts.iter().sum()
     }
 
     /// Pairs in `state`.
     pub fn get(&self, state: PairState) -> u64 {
-        self.by_state.get(&state).copied().unwrap_or(0)
+        self.counts[state as usize]
     }
 
     /// Pairs with the patch applied and confirmed (on time or late).
@@ -297,8 +314,38 @@ impl Report {
         for x in &input.exceptions {
             by_patch.entry(x.patch_id.as_str()).or_default().push(x);
         }
-        let no_facts = HashMap::new();
-
+        let stale: Vec<bool> = systems
+            .iter()
+            .map(|s| input.policy.is_stale(s.last_seen, at))
+            .collect();
+        let ctx = Scan {
+            at,
+            systems: &systems,
+            stale: &stale,
+            input,
+            by_patch: &by_patch,
+        };
+        // Entries are independent, so they are split across threads; the
+        // partial results add up in entry order, so the report does not
+        // depend on the number of threads.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        let chunk = entries.len().div_ceil(threads).max(1);
+        let partials: Vec<Partial> = if threads == 1 || entries.len() < 2 {
+            vec![ctx.scan(&entries)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = entries
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(|| ctx.scan(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a report thread panicked"))
+                    .collect()
+            })
+        };
         let mut total = StateCounts::default();
         let mut overdue_sev: BTreeMap<Severity, u64> = BTreeMap::new();
         let mut ttp: BTreeMap<Severity, Vec<i64>> = BTreeMap::new();
@@ -306,111 +353,42 @@ impl Report {
         let (mut attempts, mut failures) = (0u64, 0u64);
         let mut overdue = Vec::new();
         let mut failed = Vec::new();
-        let mut system_rows: Vec<SystemRow> = systems
+        let mut system_counts = vec![StateCounts::default(); systems.len()];
+        let mut curve: Vec<(i64, i64)> = Vec::new();
+        let mut patch_rows = Vec::with_capacity(entries.len());
+        for p in partials {
+            total.merge(&p.total);
+            for (s, n) in p.overdue_sev {
+                *overdue_sev.entry(s).or_default() += n;
+            }
+            for (s, v) in p.ttp {
+                ttp.entry(s).or_default().extend(v);
+            }
+            for (h, n) in histogram.iter_mut().zip(p.histogram) {
+                *h += n;
+            }
+            attempts += p.attempts;
+            failures += p.failures;
+            overdue.extend(p.overdue);
+            failed.extend(p.failed);
+            for (c, n) in system_counts.iter_mut().zip(&p.system_counts) {
+                c.merge(n);
+            }
+            curve.extend(p.curve);
+            patch_rows.extend(p.patch_rows);
+        }
+        let system_rows: Vec<SystemRow> = systems
             .iter()
-            .map(|s| SystemRow {
+            .zip(stale)
+            .zip(system_counts)
+            .map(|((s, stale), counts)| SystemRow {
                 system: s.id.clone(),
                 tags: s.tags.clone(),
                 last_seen: s.last_seen,
-                stale: input.policy.is_stale(s.last_seen, at),
-                counts: StateCounts::default(),
+                stale,
+                counts,
             })
             .collect();
-        let mut curve: Vec<(i64, i64)> = Vec::new();
-        let mut patch_rows = Vec::with_capacity(entries.len());
-
-        for entry in &entries {
-            let facts = input.facts.get(entry.id.as_str()).unwrap_or(&no_facts);
-            let exceptions = by_patch
-                .get(entry.id.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let mut counts = StateCounts::default();
-            let mut ttp_sum = (0i64, 0u64);
-            for (i, sys) in systems.iter().enumerate() {
-                let f = facts.get(&sys.id);
-                let deadline = input
-                    .policy
-                    .deadline(entry.severity, &sys.tags, entry.released_at);
-                let stale = system_rows[i].stale;
-                let ev = evaluate_prepared(
-                    entry, &sys.id, &sys.tags, stale, deadline, f, exceptions, at,
-                );
-                if ev.state == PairState::NotRequired {
-                    continue;
-                }
-                counts.add(ev.state, ev.overdue);
-                system_rows[i].counts.add(ev.state, ev.overdue);
-                if let Some(f) = f {
-                    attempts += f.attempts;
-                    failures += f.failures;
-                }
-                // Only confirmed installs count, as in coverage_pct, so the
-                // curve ends at the headline number.
-                let confirmed =
-                    matches!(ev.state, PairState::AppliedOnTime | PairState::AppliedLate);
-                let covered_from = f
-                    .and_then(|f| f.applied_since)
-                    .filter(|_| confirmed)
-                    .map(|t| t.max(entry.released_at));
-                curve.push((
-                    entry.released_at.as_micros(),
-                    covered_from.map_or(i64::MAX, |t| t.as_micros()),
-                ));
-                if let (Some(t), true) = (ev.time_to_patch_micros, ev.state.is_applied()) {
-                    ttp.entry(entry.severity).or_default().push(t);
-                    ttp_sum = (ttp_sum.0 + t, ttp_sum.1 + 1);
-                    let days = t / DAY_MICROS;
-                    let bucket = HISTOGRAM_DAYS
-                        .iter()
-                        .position(|b| i64::from(*b) >= days)
-                        .unwrap_or(HISTOGRAM_DAYS.len() - 1);
-                    histogram[bucket] += 1;
-                }
-                if ev.overdue {
-                    *overdue_sev.entry(entry.severity).or_default() += 1;
-                }
-                if ev.overdue || ev.state == PairState::Failed {
-                    let row = PairRow {
-                        system: sys.id.clone(),
-                        patch_id: entry.id.as_str().to_owned(),
-                        title: entry.title.clone(),
-                        severity: entry.severity,
-                        state: ev.state,
-                        overdue: ev.overdue,
-                        released_at: entry.released_at,
-                        deadline: ev.deadline,
-                        first_attempt_at: f.and_then(|f| f.first_attempt_at),
-                        first_success_at: f.and_then(|f| f.first_success_at),
-                        attempts: f.map_or(0, |f| f.attempts),
-                        failures: f.map_or(0, |f| f.failures),
-                        time_to_patch_micros: ev.time_to_patch_micros,
-                        last_failure_seq: f.and_then(|f| f.last_failure_seq),
-                        detail: None,
-                        exception: ev.exception,
-                    };
-                    if row.state == PairState::Failed {
-                        failed.push(row.clone());
-                    }
-                    if row.overdue {
-                        overdue.push(row);
-                    }
-                }
-            }
-            for (s, n) in &counts.by_state {
-                *total.by_state.entry(*s).or_default() += n;
-            }
-            total.overdue += counts.overdue;
-            patch_rows.push(PatchRow {
-                patch_id: entry.id.as_str().to_owned(),
-                title: entry.title.clone(),
-                severity: entry.severity,
-                released_at: entry.released_at,
-                counts,
-                mean_time_to_patch_days: (ttp_sum.1 > 0)
-                    .then(|| ttp_sum.0 as f64 / ttp_sum.1 as f64 / DAY_MICROS as f64),
-            });
-        }
 
         overdue.sort_by(|a, b| {
             (a.deadline, &a.system, &a.patch_id).cmp(&(b.deadline, &b.system, &b.patch_id))
@@ -474,6 +452,141 @@ impl Report {
             coverage: coverage_curve(curve, at),
             time_to_patch_histogram: HISTOGRAM_DAYS.iter().copied().zip(histogram).collect(),
         }
+    }
+}
+
+/// What every thread of a report shares.
+struct Scan<'a> {
+    at: Timestamp,
+    systems: &'a [&'a SystemView],
+    stale: &'a [bool],
+    input: &'a ReportInput,
+    by_patch: &'a HashMap<&'a str, Vec<&'a Exception>>,
+}
+
+/// What one thread found over its share of the entries.
+#[derive(Default)]
+struct Partial {
+    total: StateCounts,
+    overdue_sev: BTreeMap<Severity, u64>,
+    ttp: BTreeMap<Severity, Vec<i64>>,
+    histogram: Vec<u64>,
+    attempts: u64,
+    failures: u64,
+    overdue: Vec<PairRow>,
+    failed: Vec<PairRow>,
+    system_counts: Vec<StateCounts>,
+    curve: Vec<(i64, i64)>,
+    patch_rows: Vec<PatchRow>,
+}
+
+impl Scan<'_> {
+    /// Evaluates every pair of `entries` with every system.
+    fn scan(&self, entries: &[&CatalogEntry]) -> Partial {
+        let no_facts = HashMap::new();
+        let mut out = Partial {
+            histogram: vec![0; HISTOGRAM_DAYS.len()],
+            system_counts: vec![StateCounts::default(); self.systems.len()],
+            ..Partial::default()
+        };
+        for entry in entries {
+            let facts = self.input.facts.get(entry.id.as_str()).unwrap_or(&no_facts);
+            let exceptions = self
+                .by_patch
+                .get(entry.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let mut counts = StateCounts::default();
+            let mut ttp_sum = (0i64, 0u64);
+            for (i, sys) in self.systems.iter().enumerate() {
+                let f = facts.get(&sys.id);
+                let deadline =
+                    self.input
+                        .policy
+                        .deadline(entry.severity, &sys.tags, entry.released_at);
+                let ev = evaluate_prepared(
+                    entry,
+                    &sys.id,
+                    &sys.tags,
+                    self.stale[i],
+                    deadline,
+                    f,
+                    exceptions,
+                    self.at,
+                );
+                if ev.state == PairState::NotRequired {
+                    continue;
+                }
+                counts.add(ev.state, ev.overdue);
+                out.system_counts[i].add(ev.state, ev.overdue);
+                if let Some(f) = f {
+                    out.attempts += f.attempts;
+                    out.failures += f.failures;
+                }
+                // Only confirmed installs count, as in coverage_pct, so the
+                // curve ends at the headline number.
+                let confirmed =
+                    matches!(ev.state, PairState::AppliedOnTime | PairState::AppliedLate);
+                let covered_from = f
+                    .and_then(|f| f.applied_since)
+                    .filter(|_| confirmed)
+                    .map(|t| t.max(entry.released_at));
+                out.curve.push((
+                    entry.released_at.as_micros(),
+                    covered_from.map_or(i64::MAX, |t| t.as_micros()),
+                ));
+                if let (Some(t), true) = (ev.time_to_patch_micros, ev.state.is_applied()) {
+                    out.ttp.entry(entry.severity).or_default().push(t);
+                    ttp_sum = (ttp_sum.0 + t, ttp_sum.1 + 1);
+                    let days = t / DAY_MICROS;
+                    let bucket = HISTOGRAM_DAYS
+                        .iter()
+                        .position(|b| i64::from(*b) >= days)
+                        .unwrap_or(HISTOGRAM_DAYS.len() - 1);
+                    out.histogram[bucket] += 1;
+                }
+                if ev.overdue {
+                    *out.overdue_sev.entry(entry.severity).or_default() += 1;
+                }
+                if ev.overdue || ev.state == PairState::Failed {
+                    let row = PairRow {
+                        system: sys.id.clone(),
+                        patch_id: entry.id.as_str().to_owned(),
+                        title: entry.title.clone(),
+                        severity: entry.severity,
+                        state: ev.state,
+                        overdue: ev.overdue,
+                        released_at: entry.released_at,
+                        deadline: ev.deadline,
+                        first_attempt_at: f.and_then(|f| f.first_attempt_at),
+                        first_success_at: f.and_then(|f| f.first_success_at),
+                        attempts: f.map_or(0, |f| f.attempts),
+                        failures: f.map_or(0, |f| f.failures),
+                        time_to_patch_micros: ev.time_to_patch_micros,
+                        last_failure_seq: f.and_then(|f| f.last_failure_seq),
+                        detail: None,
+                        exception: ev.exception,
+                    };
+                    if row.state == PairState::Failed {
+                        out.failed.push(row.clone());
+                    }
+                    if row.overdue {
+                        out.overdue.push(row);
+                    }
+                }
+            }
+            out.total.merge(&counts);
+            out.patch_rows.push(PatchRow {
+                patch_id: entry.id.as_str().to_owned(),
+                title: entry.title.clone(),
+                severity: entry.severity,
+                released_at: entry.released_at,
+                counts,
+                mean_time_to_patch_days: (ttp_sum.1 > 0)
+                    .then(|| ttp_sum.0 as f64 / ttp_sum.1 as f64 / DAY_MICROS as f64),
+            });
+        }
+        out
     }
 }
 

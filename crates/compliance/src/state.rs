@@ -236,6 +236,14 @@ mod tests {
     }
 
     #[test]
+    fn discriminants_follow_all() {
+        // Reports index their counts by `state as usize`.
+        for (i, s) in PairState::ALL.into_iter().enumerate() {
+            assert_eq!(s as usize, i, "{s}");
+        }
+    }
+
+    #[test]
     fn missing_then_overdue_as_the_clock_runs() {
         let e = eval(&[], &[], 10, 10);
         assert_eq!((e.state, e.overdue), (PairState::Missing, false));
