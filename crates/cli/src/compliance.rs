@@ -873,6 +873,9 @@ pub enum ReportOutput {
     SystemsCsv,
     /// The per-patch table as CSV.
     PatchesCsv,
+    /// Every required pair as CSV, with its state, first attempt, first
+    /// success, attempts and time to patch.
+    PairsCsv,
     /// A self-contained HTML report with charts, for auditors.
     Html,
 }
@@ -903,6 +906,9 @@ pub struct ReportArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Also list every required pair in the JSON (`pairs`); implied by --format pairs-csv.
+    #[arg(long)]
+    pairs: bool,
     /// Exit with code 8 when any required pair is overdue (for CI gates).
     #[arg(long)]
     fail_on_overdue: bool,
@@ -927,6 +933,7 @@ pub async fn report(config: &Config, a: ReportArgs) -> Result<()> {
         .transpose()
         .map_err(|m| Failure::usage(format!("--severity {m}")))?
         .unwrap_or_default();
+    let list_pairs = a.pairs || a.format == ReportOutput::PairsCsv;
     let b = backend(config, &a.client, true).await?;
     let report: ReportOut = match &b {
         Backend::Local(store) => {
@@ -935,6 +942,7 @@ pub async fn report(config: &Config, a: ReportArgs) -> Result<()> {
                 severities,
                 system: a.system.clone(),
                 patch_id: a.patch_id.clone(),
+                list_pairs,
             };
             api::compute_report(&**store, None, as_of, filter)
                 .await
@@ -957,6 +965,9 @@ pub async fn report(config: &Config, a: ReportArgs) -> Result<()> {
             if let Some(p) = &a.patch_id {
                 q.push(("patch_id", p.clone()));
             }
+            if list_pairs {
+                q.push(("pairs", "true".into()));
+            }
             b.call(Method::GET, "/v1/reports/compliance", &q, None, "")
                 .await?
         }
@@ -967,6 +978,7 @@ pub async fn report(config: &Config, a: ReportArgs) -> Result<()> {
         ReportOutput::Csv => api::render_report(&report, ReportFormat::Csv).1,
         ReportOutput::SystemsCsv => api::render_report(&report, ReportFormat::SystemsCsv).1,
         ReportOutput::PatchesCsv => api::render_report(&report, ReportFormat::PatchesCsv).1,
+        ReportOutput::PairsCsv => api::render_report(&report, ReportFormat::PairsCsv).1,
         ReportOutput::Html => api::render_report(&report, ReportFormat::Html).1,
     };
     match &a.output {

@@ -69,9 +69,12 @@ pub struct ReportFilter {
     pub system: Option<String>,
     /// Only this patch.
     pub patch_id: Option<String>,
+    /// Also list every required pair in [`Report::pairs`] (large for a
+    /// big fleet, so only on request).
+    pub list_pairs: bool,
 }
 
-/// One required pair, as the overdue and failure lists show it.
+/// One required pair, as the overdue, failure and pair lists show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairRow {
     /// The system.
@@ -271,6 +274,9 @@ pub struct Report {
     pub overdue: Vec<PairRow>,
     /// Pairs whose latest attempt failed, most recent failure first.
     pub failures: Vec<PairRow>,
+    /// Every required pair, by patch (most severe first) then system,
+    /// when the filter asked for them; empty otherwise.
+    pub pairs: Vec<PairRow>,
     /// One line per system, by id.
     pub systems: Vec<SystemRow>,
     /// One line per patch, most severe first, then oldest release.
@@ -324,6 +330,7 @@ impl Report {
             stale: &stale,
             input,
             by_patch: &by_patch,
+            list_pairs: filter.list_pairs,
         };
         // Entries are independent, so they are split across threads; the
         // partial results add up in entry order, so the report does not
@@ -353,6 +360,7 @@ impl Report {
         let (mut attempts, mut failures) = (0u64, 0u64);
         let mut overdue = Vec::new();
         let mut failed = Vec::new();
+        let mut pairs = Vec::new();
         let mut system_counts = vec![StateCounts::default(); systems.len()];
         let mut curve: Vec<(i64, i64)> = Vec::new();
         let mut patch_rows = Vec::with_capacity(entries.len());
@@ -371,6 +379,7 @@ impl Report {
             failures += p.failures;
             overdue.extend(p.overdue);
             failed.extend(p.failed);
+            pairs.extend(p.pairs);
             for (c, n) in system_counts.iter_mut().zip(&p.system_counts) {
                 c.merge(n);
             }
@@ -398,6 +407,14 @@ impl Report {
                 a.last_failure_seq,
                 &b.system,
                 &b.patch_id,
+            ))
+        });
+        pairs.sort_by(|a, b| {
+            (b.severity, a.released_at, &a.patch_id, &a.system).cmp(&(
+                a.severity,
+                b.released_at,
+                &b.patch_id,
+                &b.system,
             ))
         });
         patch_rows.sort_by(|a, b| {
@@ -447,6 +464,7 @@ impl Report {
             },
             overdue,
             failures: failed,
+            pairs,
             systems: system_rows,
             patches: patch_rows,
             coverage: coverage_curve(curve, at),
@@ -462,6 +480,7 @@ struct Scan<'a> {
     stale: &'a [bool],
     input: &'a ReportInput,
     by_patch: &'a HashMap<&'a str, Vec<&'a Exception>>,
+    list_pairs: bool,
 }
 
 /// What one thread found over its share of the entries.
@@ -475,6 +494,7 @@ struct Partial {
     failures: u64,
     overdue: Vec<PairRow>,
     failed: Vec<PairRow>,
+    pairs: Vec<PairRow>,
     system_counts: Vec<StateCounts>,
     curve: Vec<(i64, i64)>,
     patch_rows: Vec<PatchRow>,
@@ -548,7 +568,7 @@ impl Scan<'_> {
                 if ev.overdue {
                     *out.overdue_sev.entry(entry.severity).or_default() += 1;
                 }
-                if ev.overdue || ev.state == PairState::Failed {
+                if ev.overdue || ev.state == PairState::Failed || self.list_pairs {
                     let row = PairRow {
                         system: sys.id.clone(),
                         patch_id: entry.id.as_str().to_owned(),
@@ -571,7 +591,10 @@ impl Scan<'_> {
                         out.failed.push(row.clone());
                     }
                     if row.overdue {
-                        out.overdue.push(row);
+                        out.overdue.push(row.clone());
+                    }
+                    if self.list_pairs {
+                        out.pairs.push(row);
                     }
                 }
             }
@@ -751,6 +774,32 @@ mod tests {
             r.time_to_patch_histogram.iter().map(|b| b.1).sum::<u64>(),
             2
         );
+    }
+
+    #[test]
+    fn every_pair_is_listed_only_on_request() {
+        let r = Report::compute(&input(), &ReportFilter::default());
+        assert!(r.pairs.is_empty());
+        let all = ReportFilter {
+            list_pairs: true,
+            ..Default::default()
+        };
+        let r = Report::compute(&input(), &all);
+        assert_eq!(r.pairs.len() as u64, r.summary.counts.required());
+        let a1 = r
+            .pairs
+            .iter()
+            .find(|p| p.patch_id == "A" && p.system == "web-1")
+            .unwrap();
+        assert_eq!(a1.state, PairState::AppliedOnTime);
+        assert_eq!((a1.attempts, a1.first_success_at), (1, Some(day(10))));
+        assert_eq!(a1.time_to_patch_micros, Some(10 * DAY_MICROS));
+        let order: Vec<_> = r
+            .pairs
+            .iter()
+            .map(|p| (p.patch_id.as_str(), p.system.as_str()))
+            .collect();
+        assert_eq!(order[0], ("A", "web-1"), "most severe patch first");
     }
 
     #[test]

@@ -954,6 +954,8 @@ pub enum ReportFormat {
     SystemsCsv,
     /// The per-patch table as CSV.
     PatchesCsv,
+    /// Every required pair as CSV.
+    PairsCsv,
     /// A self-contained HTML page.
     Html,
 }
@@ -966,10 +968,11 @@ impl ReportFormat {
             "csv" => ReportFormat::Csv,
             "systems-csv" => ReportFormat::SystemsCsv,
             "patches-csv" => ReportFormat::PatchesCsv,
+            "pairs-csv" => ReportFormat::PairsCsv,
             "html" => ReportFormat::Html,
             _ => {
                 return Err(format!(
-                    "{v:?} is not a format; expected json, csv, systems-csv, patches-csv or html"
+                    "{v:?} is not a format; expected json, csv, systems-csv, patches-csv, pairs-csv or html"
                 ))
             }
         })
@@ -1020,6 +1023,7 @@ pub fn render_report(report: &ReportOut, format: ReportFormat) -> (&'static str,
         ReportFormat::Csv => ("text/csv; charset=utf-8", report_out::to_csv(report)),
         ReportFormat::SystemsCsv => ("text/csv; charset=utf-8", report_out::systems_csv(report)),
         ReportFormat::PatchesCsv => ("text/csv; charset=utf-8", report_out::patches_csv(report)),
+        ReportFormat::PairsCsv => ("text/csv; charset=utf-8", report_out::pairs_csv(report)),
         ReportFormat::Html => (
             "text/html; charset=utf-8",
             report_out::to_html(report).into_bytes(),
@@ -1043,6 +1047,13 @@ pub fn take_report_filter(p: &mut Params) -> ReportFilter {
             .unwrap_or_default(),
         system: p.take("system"),
         patch_id: p.take("patch_id"),
+        list_pairs: p
+            .take_with("pairs", |v| match v {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!("must be true or false, got {v:?}")),
+            })
+            .unwrap_or(false),
     }
 }
 
@@ -1055,7 +1066,8 @@ pub fn take_report_filter(p: &mut Params) -> ReportFilter {
         ("severity" = Option<String>, Query, description = "Only patches of these comma-separated severities"),
         ("system" = Option<String>, Query, description = "Only this system"),
         ("patch_id" = Option<String>, Query, description = "Only this patch"),
-        ("format" = Option<String>, Query, description = "json (default), csv, systems-csv, patches-csv or html; or use Accept")
+        ("pairs" = Option<bool>, Query, description = "Also list every required pair (JSON `pairs`)"),
+        ("format" = Option<String>, Query, description = "json (default), csv, systems-csv, patches-csv, pairs-csv or html; or use Accept")
     ),
     responses(
         (status = 200, description = "The report", body = ReportOut),
@@ -1069,9 +1081,12 @@ async fn get_report(
 ) -> Result<Response, ApiError> {
     let mut p = Params::parse(q.as_deref())?;
     let as_of = take_as_of(&mut p);
-    let filter = take_report_filter(&mut p);
+    let mut filter = take_report_filter(&mut p);
     let format = p.take_with("format", ReportFormat::parse);
-    p.finish(&["as_of", "tag", "severity", "system", "patch_id", "format"])?;
+    p.finish(&[
+        "as_of", "tag", "severity", "system", "patch_id", "pairs", "format",
+    ])?;
+    filter.list_pairs |= format == Some(ReportFormat::PairsCsv);
     let format = format.unwrap_or_else(|| {
         crate::api::negotiate(
             &headers,

@@ -43,6 +43,9 @@ pub struct ReportOut {
     pub overdue: Vec<ReportPair>,
     /// Pairs whose latest attempt failed, most recent failure first.
     pub failures: Vec<ReportPair>,
+    /// Every required pair, when asked for (`pairs=true`, `format=pairs-csv`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<ReportPair>,
     /// One line per system in the report.
     pub systems: Vec<ReportSystem>,
     /// One line per patch in the report, most severe first, then oldest release.
@@ -491,6 +494,7 @@ impl From<&Report> for ReportOut {
             },
             overdue: r.overdue.iter().map(ReportPair::from).collect(),
             failures: r.failures.iter().map(ReportPair::from).collect(),
+            pairs: r.pairs.iter().map(ReportPair::from).collect(),
             systems: r.systems.iter().map(ReportSystem::from).collect(),
             patches: r.patches.iter().map(ReportPatch::from).collect(),
             coverage: r.coverage.iter().map(ReportCoveragePoint::from).collect(),
@@ -577,27 +581,36 @@ pub const PATCHES_CSV_COLUMNS: [&str; 12] = [
 pub fn to_csv(report: &ReportOut) -> Vec<u8> {
     let rows = (report.overdue.iter().map(|p| ("overdue", p)))
         .chain(report.failures.iter().map(|p| ("failure", p)))
-        .map(|(kind, p)| {
-            [
-                kind.to_owned(),
-                p.system.clone(),
-                p.patch_id.clone(),
-                p.title.clone(),
-                p.severity.clone(),
-                p.state.clone(),
-                p.overdue.to_string(),
-                p.released_at.clone(),
-                opt(&p.deadline),
-                opt(&p.first_attempt_at),
-                opt(&p.first_success_at),
-                p.attempts.to_string(),
-                p.failures.to_string(),
-                num(p.time_to_patch_days),
-                opt(&p.exception),
-                opt(&p.detail),
-            ]
-        });
+        .map(|(kind, p)| pair_record(kind, p));
     csv_table(PAIRS_CSV_COLUMNS, rows)
+}
+
+/// Every required pair, one row each ([`PAIRS_CSV_COLUMNS`], kind `pair`),
+/// with a header line; the report must have been computed with its pairs.
+pub fn pairs_csv(report: &ReportOut) -> Vec<u8> {
+    let rows = report.pairs.iter().map(|p| pair_record("pair", p));
+    csv_table(PAIRS_CSV_COLUMNS, rows)
+}
+
+fn pair_record(kind: &str, p: &ReportPair) -> [String; 16] {
+    [
+        kind.to_owned(),
+        p.system.clone(),
+        p.patch_id.clone(),
+        p.title.clone(),
+        p.severity.clone(),
+        p.state.clone(),
+        p.overdue.to_string(),
+        p.released_at.clone(),
+        opt(&p.deadline),
+        opt(&p.first_attempt_at),
+        opt(&p.first_success_at),
+        p.attempts.to_string(),
+        p.failures.to_string(),
+        num(p.time_to_patch_days),
+        opt(&p.exception),
+        opt(&p.detail),
+    ]
 }
 
 /// One row per system ([`SYSTEMS_CSV_COLUMNS`]), with a header line. `tags`

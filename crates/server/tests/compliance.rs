@@ -1862,3 +1862,38 @@ async fn report_as_of_is_reproducible_across_later_writes() {
     );
     srv.shutdown().await;
 }
+
+/// Every required pair, with its first attempt, first success, attempts
+/// and time to patch, is listed on request: `pairs=true` in JSON, or
+/// `format=pairs-csv`.
+#[tokio::test]
+async fn every_required_pair_is_listed_on_request() {
+    let srv = TestServer::start().await;
+    fleet(&srv).await;
+    let plain = report(&srv, &[]).await;
+    assert!(plain.get("pairs").is_none(), "not listed unless asked");
+    let all = report(&srv, &[("pairs", "true")]).await;
+    let pairs = all["pairs"].as_array().unwrap();
+    assert_eq!(
+        pairs.len() as u64,
+        all["summary"]["pairs_required"].as_u64().unwrap()
+    );
+    let failed = pairs
+        .iter()
+        .find(|p| p["system"] == "s-failed")
+        .expect("the failed pair is listed");
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["attempts"], 2);
+    assert!(failed["first_attempt_at"].is_string());
+
+    let r = srv.get_query(REPORT, &[("format", "pairs-csv")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut rd = csv::Reader::from_reader(r.body.as_slice());
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), pairs.len());
+    assert!(rows.iter().all(|row| &row[0] == "pair"));
+
+    let r = srv.get_query(REPORT, &[("pairs", "yes")]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("pairs"), "{}", r.text());
+}

@@ -309,8 +309,18 @@ fn json_shows_a_filter_and_a_missing_checkpoint() {
         severities: vec![Severity::Critical, Severity::High],
         system: Some("web-1".into()),
         patch_id: None,
+        list_pairs: true,
     };
     let out = ReportOut::from(&Report::compute(&i, &filter));
+    // Every required pair of web-1 is listed, and the pairs CSV has them all.
+    assert_eq!(out.pairs.len() as u64, out.summary.pairs_required);
+    let pairs = patchaudit_server::report_out::pairs_csv(&out);
+    let mut r = csv::Reader::from_reader(pairs.as_slice());
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(rows.len(), out.pairs.len());
+    assert!(rows
+        .iter()
+        .all(|row| &row[0] == "pair" && &row[1] == "web-1"));
     let v = serde_json::to_value(&out).unwrap();
     assert!(v["checkpoint"].is_null());
     assert_eq!(
