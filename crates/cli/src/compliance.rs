@@ -173,15 +173,27 @@ async fn put_entries(b: &Backend, entries: Vec<CatalogEntry>) -> Result<CatalogW
             })
         }
         Backend::Remote { .. } => {
-            let body: Vec<CatalogIn> = entries.iter().map(CatalogIn::from).collect();
-            b.call(
-                Method::POST,
-                "/v1/catalog",
-                &[],
-                Some(serde_json::to_vec(&body)?),
-                &actor(),
-            )
-            .await
+            // In chunks under the server's default max_batch; each chunk is
+            // all or nothing, and re-sending a chunk changes nothing.
+            let mut total = CatalogWriteOut {
+                changed: 0,
+                unchanged: 0,
+            };
+            for chunk in entries.chunks(5_000) {
+                let body: Vec<CatalogIn> = chunk.iter().map(CatalogIn::from).collect();
+                let out: CatalogWriteOut = b
+                    .call(
+                        Method::POST,
+                        "/v1/catalog",
+                        &[],
+                        Some(serde_json::to_vec(&body)?),
+                        &actor(),
+                    )
+                    .await?;
+                total.changed += out.changed;
+                total.unchanged += out.unchanged;
+            }
+            Ok(total)
         }
     }
 }
@@ -921,6 +933,12 @@ pub async fn report(config: &Config, a: ReportArgs) -> Result<()> {
         .as_deref()
         .map(|t| parse_time(t, "--as-of"))
         .transpose()?;
+    if as_of.is_some_and(|t| t > Timestamp::now()) {
+        return Err(Failure::usage(
+            "--as-of must be a past instant: a report as of the future would change",
+        )
+        .into());
+    }
     let tags: Vec<Tag> = a
         .tag
         .iter()

@@ -105,7 +105,7 @@ impl AppliesTo {
         match self {
             AppliesTo::All => true,
             AppliesTo::Tags(scope) => tags.has_all(scope),
-            AppliesTo::Systems(set) => set.iter().any(|s| s.as_str() == system),
+            AppliesTo::Systems(set) => set.contains(system),
         }
     }
 }
@@ -354,6 +354,13 @@ impl CatalogEntry {
                         )),
                     }
                 }
+                if set.is_empty() {
+                    errors.push(FieldError::new(
+                        "applies_to.systems",
+                        ErrorCode::Empty,
+                        "applies_to.systems needs at least one system; omit applies_to for all systems",
+                    ));
+                }
                 if set.len() > Self::MAX_LIST {
                     errors.push(FieldError::new(
                         "applies_to.systems",
@@ -539,6 +546,14 @@ mod tests {
                     ..raw()
                 },
                 "applies_to.tags",
+                ErrorCode::Empty,
+            ),
+            (
+                RawCatalogEntry {
+                    applies_to_systems: Some(vec![]),
+                    ..raw()
+                },
+                "applies_to.systems",
                 ErrorCode::Empty,
             ),
             (

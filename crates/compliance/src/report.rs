@@ -565,7 +565,8 @@ impl Scan<'_> {
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             let mut counts = StateCounts::default();
-            let mut ttp_sum = (0i64, 0u64);
+            // Summed in i128: thousands of pairs of an old entry overflow i64 µs.
+            let mut ttp_sum = (0i128, 0u64);
             for (i, sys) in self.systems.iter().enumerate() {
                 let f = slots[i];
                 let deadline = self.days[i][entry.severity as usize].map(|d| {
@@ -599,7 +600,7 @@ impl Scan<'_> {
                 let covered_from = f
                     .and_then(|f| f.applied_since)
                     .filter(|_| confirmed)
-                    .map(|t| t.max(entry.released_at));
+                    .map(|t| t.max(entry.released_at).min(self.at));
                 // Counted at the first sample instant by which the pair was
                 // required (and covered); prefix sums give the curve.
                 let first = |t: i64| self.samples.partition_point(|s| *s < t);
@@ -614,13 +615,14 @@ impl Scan<'_> {
                         *c += 1;
                     }
                 }
-                if let (Some(t), true) = (ev.time_to_patch_micros, ev.state.is_applied()) {
+                // Time to patch counts confirmed installs, as coverage does.
+                if let (Some(t), true) = (ev.time_to_patch_micros, confirmed) {
                     out.ttp.entry(entry.severity).or_default().push(t);
-                    ttp_sum = (ttp_sum.0 + t, ttp_sum.1 + 1);
-                    let days = t / DAY_MICROS;
+                    ttp_sum = (ttp_sum.0 + i128::from(t), ttp_sum.1 + 1);
+                    // A pair 30.5 days after release belongs past "≤ 30 days".
                     let bucket = HISTOGRAM_DAYS
                         .iter()
-                        .position(|b| i64::from(*b) >= days)
+                        .position(|b| i128::from(*b) * i128::from(DAY_MICROS) >= i128::from(t))
                         .unwrap_or(HISTOGRAM_DAYS.len() - 1);
                     out.histogram[bucket] += 1;
                 }
@@ -855,6 +857,31 @@ mod tests {
             r.time_to_patch_histogram.iter().map(|b| b.1).sum::<u64>(),
             2
         );
+    }
+
+    #[test]
+    fn histogram_buckets_round_days_up() {
+        let mut i = input();
+        // web-1 applied A 10.5 days after release: past the "≤ 7" and into "≤ 14".
+        i.facts.get_mut("A").unwrap().insert(
+            "web-1".into(),
+            PairFacts::fold(&mut [EventFact {
+                applied_at: Timestamp::from_micros(day(10).as_micros() + DAY_MICROS / 2),
+                seq: 0,
+                status: Status::Success,
+                reboot_required: false,
+            }])
+            .unwrap(),
+        );
+        let r = Report::compute(&i, &ReportFilter::default());
+        let bucket = |d: u32| {
+            r.time_to_patch_histogram
+                .iter()
+                .find(|b| b.0 == d)
+                .unwrap()
+                .1
+        };
+        assert_eq!((bucket(7), bucket(14)), (0, 1));
     }
 
     #[test]

@@ -147,6 +147,11 @@ pub fn evaluate_prepared(
     ev.time_to_patch_micros =
         applied_since.map(|t| (t.as_micros() - entry.released_at.as_micros()).max(0));
     let past_deadline = deadline.is_some_and(|d| at > d);
+    // An active exception clears the overdue flag whatever the state, a
+    // stale system's included.
+    let exception = exceptions
+        .iter()
+        .find(|x| x.patch_id == entry.id && x.active_at(at) && x.scope.covers(system, tags));
     ev.state = if stale {
         PairState::Unknown
     } else if let Some(since) = applied_since {
@@ -157,10 +162,7 @@ pub fn evaluate_prepared(
         } else {
             PairState::AppliedLate
         }
-    } else if let Some(x) = exceptions
-        .iter()
-        .find(|x| x.patch_id == entry.id && x.active_at(at) && x.scope.covers(system, tags))
-    {
+    } else if let Some(x) = exception {
         ev.exception = Some(x.id.clone());
         PairState::Excepted
     } else {
@@ -172,7 +174,7 @@ pub fn evaluate_prepared(
             _ => PairState::Missing,
         }
     };
-    ev.overdue = applied_since.is_none() && past_deadline && ev.state != PairState::Excepted;
+    ev.overdue = applied_since.is_none() && past_deadline && exception.is_none();
     ev
 }
 
@@ -387,6 +389,25 @@ mod tests {
         assert_eq!((e.state, e.overdue), (PairState::Unknown, false));
         let e = eval(&[], &[], 3, 40);
         assert_eq!((e.state, e.overdue), (PairState::Unknown, true));
+        let x = Exception::parse(
+            RawException {
+                patch_id: Some("KB1".into()),
+                system: Some("web-1".into()),
+                reason: Some("r".into()),
+                approver: Some("a".into()),
+                expires_at: Some(day(90).to_rfc3339()),
+                ..Default::default()
+            },
+            "exc-1".into(),
+            day(1),
+        )
+        .unwrap();
+        let e = eval(&[], &[x], 3, 40);
+        assert_eq!(
+            (e.state, e.overdue),
+            (PairState::Unknown, false),
+            "an accepted risk is not overdue, even on a stale system"
+        );
         let e = evaluate(
             &entry("critical"),
             "web-1",

@@ -86,6 +86,14 @@ macro_rules! text_newtype {
                 &self.0
             }
         }
+
+        // Eq, Ord and Hash are the inner string's, so sets and maps of the
+        // newtype can be searched with a plain `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
     };
 }
 

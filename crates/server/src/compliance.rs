@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use patchaudit_compliance::report::ReportFilter;
 use patchaudit_compliance::{
-    AffectedPackage, AppliesTo, CatalogEntry, Exception, RawCatalogEntry, RawException, Report,
-    ScopedSla, Severity, SlaDays, SlaPolicy, Tag, Tags,
+    AffectedPackage, AppliesTo, CatalogEntry, Exception, PairState, RawCatalogEntry, RawException,
+    Report, ScopedSla, Severity, SlaDays, SlaPolicy, Tag, Tags,
 };
 use patchaudit_domain::{ErrorCode, FieldError, SystemId, Timestamp};
 use patchaudit_store::compliance::{self as records, Record, RecordKind};
@@ -302,6 +302,13 @@ async fn post_catalog(
 ) -> Result<Json<CatalogWriteOut>, ApiError> {
     let who = actor(&headers)?;
     let input: Vec<CatalogIn> = json_body(&st, body).await?;
+    if input.len() > st.config.max_batch {
+        return Err(ApiError::TooLarge(format!(
+            "{} catalog entries in one request; the limit is {} (max_batch)",
+            input.len(),
+            st.config.max_batch
+        )));
+    }
     let mut entries = Vec::with_capacity(input.len());
     let mut errors = Vec::new();
     for (i, e) in input.into_iter().enumerate() {
@@ -332,8 +339,18 @@ async fn post_catalog(
     }))
 }
 
+/// Reads `as_of`. An instant in the future is refused: a report "as of"
+/// it would change as events arrive, which an as-of report never does.
 fn take_as_of(p: &mut Params) -> Option<Timestamp> {
-    p.take_with("as_of", Timestamp::parse_rfc3339)
+    p.take_with("as_of", |v| {
+        let t = Timestamp::parse_rfc3339(v)?;
+        if t > Timestamp::now() {
+            return Err(format!(
+                "{t} is in the future; as_of must be a past instant"
+            ));
+        }
+        Ok(t)
+    })
 }
 
 /// One catalog entry, now or as it stood at `as_of`.
@@ -1006,9 +1023,16 @@ pub async fn compute_report(
         .iter()
         .filter_map(|r| r.last_failure_seq)
         .collect();
-    let mut details = store.details(&seqs).await?;
+    let details = store.details(&seqs).await?;
     for row in &mut report.failures {
-        row.detail = row.last_failure_seq.and_then(|s| details.remove(&s));
+        row.detail = row.last_failure_seq.and_then(|s| details.get(&s).cloned());
+    }
+    for row in report
+        .pairs
+        .iter_mut()
+        .filter(|r| r.state == PairState::Failed)
+    {
+        row.detail = row.last_failure_seq.and_then(|s| details.get(&s).cloned());
     }
     Ok(ReportOut::from(&report))
 }

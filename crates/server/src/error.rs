@@ -280,11 +280,10 @@ impl ApiError {
                     "invalid-document",
                     "Invalid document",
                     S::UNPROCESSABLE_ENTITY,
-                    errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.field, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    match errors.as_slice() {
+                        [one] => format!("{}: {}; nothing was written", one.field, one.message),
+                        _ => format!("{} problems; nothing was written", errors.len()),
+                    },
                 );
                 p.errors = errors
                     .iter()
@@ -296,6 +295,8 @@ impl ApiError {
                         message: e.message.clone(),
                     })
                     .collect();
+                p.errors_omitted =
+                    (errors.len() > MAX_LISTED_ERRORS).then(|| errors.len() - MAX_LISTED_ERRORS);
                 (S::UNPROCESSABLE_ENTITY, p)
             }
             ApiError::NotFound(m) => (

@@ -664,9 +664,21 @@ fn csv_table<const N: usize>(
     // Writing to a Vec cannot fail.
     let _ = w.write_record(columns);
     for row in rows {
-        let _ = w.write_record(&row);
+        let _ = w.write_record(row.iter().map(|c| defuse(c).into_owned()));
     }
     w.into_inner().unwrap_or_default()
+}
+
+/// Keeps a spreadsheet from running a cell as a formula: system ids,
+/// titles and details come from agents and advisories, and a cell that
+/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+/// leading `'` (OWASP's advice for CSV injection). Numbers this module
+/// writes are never negative, so no number is changed.
+fn defuse(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
 }
 
 fn opt(s: &Option<String>) -> String {

@@ -1399,8 +1399,11 @@ async fn compliance_report_states_hand_computed() {
     let ttp = s["time_to_patch"].as_array().unwrap();
     assert_eq!(ttp.len(), 1, "{s}");
     assert_eq!(ttp[0]["severity"], "critical");
-    assert_eq!(ttp[0]["count"], 3, "on time, late and pending reboot");
-    assert_close(&ttp[0]["mean_days"], (5.0 + 35.0 + 5.0) / 3.0);
+    assert_eq!(
+        ttp[0]["count"], 2,
+        "on time and late; a pending reboot is not a confirmed install"
+    );
+    assert_close(&ttp[0]["mean_days"], (5.0 + 35.0) / 2.0);
     assert_close(&ttp[0]["p90_days"], 35.0);
     let hist: u64 = r["time_to_patch_histogram"]
         .as_array()
@@ -1408,10 +1411,12 @@ async fn compliance_report_states_hand_computed() {
         .iter()
         .map(|b| b["count"].as_u64().unwrap())
         .sum();
-    assert_eq!(hist, 3);
+    assert_eq!(hist, 2);
+    let last = r["coverage"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["required"], 10);
     assert_eq!(
-        r["coverage"].as_array().unwrap().last().unwrap()["required"],
-        10
+        last["covered"], 2,
+        "the curve ends at the headline coverage (20%)"
     );
 
     // The overdue list: oldest deadline first, then by system.
@@ -1532,7 +1537,7 @@ async fn compliance_report_states_hand_computed() {
                 "released_at": rfc(ago(now, 40)), "required": 8, "applied": 2,
                 "overdue": 4, "failed": 1, "excepted": 1, "unknown": 1, "coverage_pct": 25.0}),
     );
-    assert_close(&patches[0]["mean_time_to_patch_days"], 15.0);
+    assert_close(&patches[0]["mean_time_to_patch_days"], 20.0);
     assert_fields(
         &patches[1],
         &json!({"patch_id": "P-PROD", "severity": "high", "required": 2, "applied": 0,
@@ -1896,4 +1901,26 @@ async fn every_required_pair_is_listed_on_request() {
     let r = srv.get_query(REPORT, &[("pairs", "yes")]).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("pairs"), "{}", r.text());
+}
+
+/// A report as of a future instant would change as events arrive, so it is
+/// refused; a bulk write over max_batch entries is refused whole.
+#[tokio::test]
+async fn future_as_of_and_oversized_bulk_writes_are_refused() {
+    let srv = TestServer::start().await;
+    let future = rfc(ahead(Timestamp::now(), 1));
+    let r = srv.get_query(REPORT, &[("as_of", future.as_str())]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("as_of"), "{}", r.text());
+    let many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"id": format!("KB{i}"), "severity": "low", "released_at": "2024-01-01T00:00:00Z"}))
+        .collect();
+    let r = post(&srv, "/v1/catalog", &json!(many), None).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    let page = ok(srv.get("/v1/catalog").await);
+    assert_eq!(
+        page["entries"].as_array().unwrap().len(),
+        0,
+        "nothing was written"
+    );
 }

@@ -530,3 +530,42 @@ fn html_of_an_empty_report_still_renders() {
     assert!(rows.is_empty());
     assert_eq!(read_csv(&to_csv(&out)).0, PAIRS_CSV_COLUMNS);
 }
+
+/// A cell that a spreadsheet would run as a formula is written with a
+/// leading quote, in every CSV table.
+#[test]
+fn csv_cells_never_start_a_formula() {
+    let mut i = input();
+    let hostile = "=HYPERLINK(\"http://evil\",\"x\")";
+    for s in &mut i.systems {
+        if s.id == "web-1" {
+            s.id = hostile.into();
+        }
+    }
+    let f = i.facts.get_mut("A").unwrap();
+    if let Some(v) = f.remove("web-1") {
+        f.insert(hostile.into(), v);
+    }
+    let out = ReportOut::from(&Report::compute(
+        &i,
+        &ReportFilter {
+            list_pairs: true,
+            ..Default::default()
+        },
+    ));
+    for table in [
+        patchaudit_server::report_out::systems_csv(&out),
+        patchaudit_server::report_out::pairs_csv(&out),
+    ] {
+        let mut r = csv::Reader::from_reader(table.as_slice());
+        let cells: Vec<String> = r
+            .records()
+            .flat_map(|x| x.unwrap().iter().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        assert!(
+            cells.iter().any(|c| c == &format!("'{hostile}")),
+            "{cells:?}"
+        );
+        assert!(cells.iter().all(|c| !c.starts_with('=')), "{cells:?}");
+    }
+}

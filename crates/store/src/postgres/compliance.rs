@@ -247,8 +247,8 @@ fn row_to_record(r: &Row) -> Record {
 }
 
 /// Writes record revisions in one transaction. A transaction-scoped
-/// advisory lock per kind orders concurrent writers, so "equal to the
-/// current body" is decided against what is really current.
+/// advisory lock orders concurrent writers, so "equal to the current body"
+/// is decided against what is really current.
 pub(super) async fn put_records(
     client: &mut deadpool_postgres::Object,
     kind: RecordKind,
@@ -256,12 +256,19 @@ pub(super) async fn put_records(
     actor: &str,
 ) -> Result<Vec<Record>, StoreError> {
     let tx = client.transaction().await.map_err(|e| db_error(&e))?;
+    // One lock for every kind: revisions then commit in rev order, and
+    // changed_at can be kept from going backwards across instances.
     tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('patchaudit.records.' || $1))",
-        &[&kind.as_str()],
+        "SELECT pg_advisory_xact_lock(hashtext('patchaudit.records'))",
+        &[],
     )
     .await
     .map_err(|e| db_error(&e))?;
+    let last: Option<DateTime<Utc>> = tx
+        .query_one("SELECT MAX(changed_at) FROM records", &[])
+        .await
+        .map_err(|e| db_error(&e))?
+        .get(0);
     let current = tx
         .prepare_cached(
             "SELECT id, rev, changed_at, changed_by, body FROM records \
@@ -276,7 +283,11 @@ pub(super) async fn put_records(
         )
         .await
         .map_err(|e| db_error(&e))?;
-    let now = Timestamp::now();
+    let now = Timestamp::from_micros(
+        Timestamp::now()
+            .as_micros()
+            .max(last.map_or(i64::MIN, micros)),
+    );
     let mut out = Vec::with_capacity(changes.len());
     for c in changes {
         let cur = tx

@@ -161,6 +161,8 @@ CREATE TABLE pair_facts (
     PRIMARY KEY (patch_id, system)
 );
 CREATE INDEX pair_facts_by_update ON pair_facts (updated_seq);
+-- Folding a pair again (an event from its past) reads its events by this.
+CREATE INDEX events_by_pair ON events (patch_id, system, seq);
 "#,
 ];
 

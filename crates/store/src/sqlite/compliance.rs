@@ -188,7 +188,12 @@ pub(super) fn put_records(
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(internal)?;
-    let now = Timestamp::now().as_micros();
+    // changed_at never goes backwards along rev, even if the clock does, so
+    // "the records as of T" is always a prefix of their history.
+    let last: Option<i64> = tx
+        .query_row("SELECT MAX(changed_at) FROM records", [], |r| r.get(0))
+        .map_err(internal)?;
+    let now = Timestamp::now().as_micros().max(last.unwrap_or(i64::MIN));
     let mut out = Vec::with_capacity(changes.len());
     {
         let mut current = tx

@@ -140,6 +140,8 @@ CREATE TABLE pair_facts (
 ) WITHOUT ROWID;
 -- A server keeps the facts in memory and reads only what changed since.
 CREATE INDEX pair_facts_by_update ON pair_facts (updated_seq);
+-- Folding a pair again (an event from its past) reads its events by this.
+CREATE INDEX events_by_pair ON events (patch_id, system);
 "#,
 ];
 
