@@ -900,6 +900,10 @@ pub struct ReportArgs {
     /// The report as the ledger stood at this instant (RFC 3339).
     #[arg(long, value_name = "TIME")]
     as_of: Option<String>,
+    /// With --as-of: use exactly the events below this checkpoint size, as a
+    /// report names it, to derive that report again.
+    #[arg(long, value_name = "SIZE", requires = "as_of")]
+    checkpoint: Option<u64>,
     /// Only systems with this key=value tag (repeatable: all must match).
     #[arg(long, value_name = "KEY=VALUE")]
     tag: Vec<String>,
@@ -962,14 +966,19 @@ pub async fn report(config: &Config, a: ReportArgs) -> Result<()> {
                 patch_id: a.patch_id.clone(),
                 list_pairs,
             };
-            api::compute_report(&**store, None, as_of, filter)
-                .await
-                .map_err(api_failure)?
+            match (as_of, a.checkpoint) {
+                (Some(at), Some(size)) => api::compute_report_at(&**store, at, size, filter).await,
+                _ => api::compute_report(&**store, None, as_of, filter).await,
+            }
+            .map_err(api_failure)?
         }
         Backend::Remote { .. } => {
             let mut q: Vec<(&str, String)> = vec![("format", "json".into())];
             if let Some(t) = as_of {
                 q.push(("as_of", t.to_rfc3339()));
+            }
+            if let Some(size) = a.checkpoint {
+                q.push(("checkpoint", size.to_string()));
             }
             if !a.tag.is_empty() {
                 q.push(("tag", a.tag.join(",")));

@@ -1005,7 +1005,7 @@ pub async fn compute_report(
     as_of: Option<Timestamp>,
     filter: ReportFilter,
 ) -> Result<ReportOut, ApiError> {
-    let mut report = match (cache, as_of) {
+    let report = match (cache, as_of) {
         (Some(cache), None) => {
             cache
                 .compute(store, move |input| Report::compute(input, &filter))
@@ -1018,6 +1018,26 @@ pub async fn compute_report(
                 .map_err(|e| ApiError::Internal(format!("report task failed: {e}")))?
         }
     };
+    finish_report(store, report).await
+}
+
+/// Computes the report at instant `at` over exactly the events below the
+/// checkpoint of `size`: how a report that names both is derived again.
+pub async fn compute_report_at(
+    store: &dyn Store,
+    at: Timestamp,
+    size: u64,
+    filter: ReportFilter,
+) -> Result<ReportOut, ApiError> {
+    let input = records::report_input_at(store, at, size).await?;
+    let report = tokio::task::spawn_blocking(move || Report::compute(&input, &filter))
+        .await
+        .map_err(|e| ApiError::Internal(format!("report task failed: {e}")))?;
+    finish_report(store, report).await
+}
+
+/// Fills in failure details and shapes the report for the wire.
+async fn finish_report(store: &dyn Store, mut report: Report) -> Result<ReportOut, ApiError> {
     let seqs: Vec<u64> = report
         .failures
         .iter()
@@ -1086,6 +1106,7 @@ pub fn take_report_filter(p: &mut Params) -> ReportFilter {
 #[utoipa::path(get, path = "/v1/reports/compliance", tag = "compliance",
     params(
         ("as_of" = Option<String>, Query, description = "RFC 3339: the report as the ledger stood then"),
+        ("checkpoint" = Option<u64>, Query, description = "With as_of: derive the report from exactly the events below this checkpoint size, as a report names it"),
         ("tag" = Option<String>, Query, description = "Only systems with these comma-separated key=value tags"),
         ("severity" = Option<String>, Query, description = "Only patches of these comma-separated severities"),
         ("system" = Option<String>, Query, description = "Only this system"),
@@ -1107,8 +1128,23 @@ async fn get_report(
     let as_of = take_as_of(&mut p);
     let mut filter = take_report_filter(&mut p);
     let format = p.take_with("format", ReportFormat::parse);
+    let checkpoint = p.take_with("checkpoint", crate::params::unsigned);
+    if checkpoint.is_some() && as_of.is_none() && !p.has_error("as_of") {
+        p.error(
+            "checkpoint",
+            ErrorCode::Required,
+            "checkpoint needs as_of: the report's instant and its checkpoint together name it",
+        );
+    }
     p.finish(&[
-        "as_of", "tag", "severity", "system", "patch_id", "pairs", "format",
+        "as_of",
+        "checkpoint",
+        "tag",
+        "severity",
+        "system",
+        "patch_id",
+        "pairs",
+        "format",
     ])?;
     filter.list_pairs |= format == Some(ReportFormat::PairsCsv);
     let format = format.unwrap_or_else(|| {
@@ -1122,7 +1158,10 @@ async fn get_report(
             ReportFormat::Json,
         )
     });
-    let report = compute_report(&*st.store, Some(&st.facts), as_of, filter).await?;
+    let report = match (as_of, checkpoint) {
+        (Some(at), Some(size)) => compute_report_at(&*st.store, at, size, filter).await?,
+        _ => compute_report(&*st.store, Some(&st.facts), as_of, filter).await?,
+    };
     let (ctype, body) = render_report(&report, format);
     let mut resp = body.into_response();
     resp.headers_mut()

@@ -833,14 +833,15 @@ pub fn to_html(report: &ReportOut) -> String {
                 h,
                 "<p>This report was computed from the first {} events of the ledger \
                  (the events with seq below {}), whose Merkle tree has the root above. \
-                 It can be derived again: <code>patchaudit report --as-of {}</code>, \
-                 with the same filter, computes the same report from the same ledger. \
+                 It can be derived again: <code>patchaudit report --as-of {} --checkpoint {}</code>, \
+                 with the same filter, computes the same report from the same events. \
                  <code>patchaudit verify</code> checks that the ledger is intact and \
                  consistent with its signed checkpoints, so that the numbers here rest on \
                  an untampered history.</p>\n",
                 c.size,
                 c.size,
-                escape(&r.at)
+                escape(&r.at),
+                c.size
             );
         }
         None => {

@@ -448,6 +448,19 @@ pub async fn report_input(
     Ok(assemble(at, as_of.is_some(), snapshot, records))
 }
 
+/// Reads what a report at instant `at` over exactly the events below the
+/// checkpoint of `size` needs: how a report that names its instant and its
+/// checkpoint is derived again, whatever was recorded since.
+pub async fn report_input_at(
+    store: &dyn Store,
+    at: Timestamp,
+    size: u64,
+) -> Result<ReportInput, StoreError> {
+    let (snapshot, records) =
+        futures::try_join!(store.pair_facts_at_size(size), read_records(store, at))?;
+    Ok(assemble(at, true, snapshot, records))
+}
+
 /// The records a report reads, as they stood at one instant.
 struct Records {
     catalog: Vec<CatalogEntry>,

@@ -56,7 +56,8 @@ macro_rules! conformance_suite {
             records_keep_history_and_answer_as_of,
             pair_facts_equal_a_full_fold_on_random_ledgers,
             reports_as_of_an_instant_do_not_change,
-            cached_facts_follow_every_append
+            cached_facts_follow_every_append,
+            a_report_is_derived_again_from_its_instant_and_checkpoint
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1315,4 +1316,61 @@ async fn cached_read(cache: &crate::compliance::FactsCache, store: &dyn Store) -
         })
         .await
         .unwrap()
+}
+
+/// A report "now" names its instant and its checkpoint; the two together
+/// derive it again exactly, even while appends keep arriving.
+pub async fn a_report_is_derived_again_from_its_instant_and_checkpoint(store: Arc<dyn Store>) {
+    use crate::compliance::{self as c, FactsCache};
+    use patchaudit_compliance::{Report, ReportFilter};
+    c::put_catalog(&*store, &[catalog_entry("KB1", "critical", "t")], "alice")
+        .await
+        .unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..60 {
+                let e = event(
+                    &format!("s{}", i % 7),
+                    "KB1",
+                    i * 60,
+                    Status::ALL[(i % 3) as usize],
+                );
+                store.append(vec![e], "").await.unwrap();
+            }
+        })
+    };
+    let cache = FactsCache::default();
+    let mut checked = 0;
+    while !writer.is_finished() || checked == 0 {
+        let live = cache
+            .compute(&*store, |input| {
+                Report::compute(input, &ReportFilter::default())
+            })
+            .await
+            .unwrap();
+        let Some(size) = live.checkpoint.as_ref().map(|c| c.size) else {
+            continue;
+        };
+        let again = Report::compute(
+            &c::report_input_at(&*store, live.at, size).await.unwrap(),
+            &ReportFilter::default(),
+        );
+        assert_eq!(
+            Report {
+                as_of: false,
+                ..again
+            },
+            live,
+            "derived again from its instant and checkpoint of size {size}"
+        );
+        checked += 1;
+    }
+    writer.await.unwrap();
+    assert!(checked > 0);
+    let missing = c::report_input_at(&*store, Timestamp::now(), 1_000_000).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "a size no commit ended at"
+    );
 }

@@ -183,6 +183,12 @@ pub trait Store: Send + Sync + 'static {
     /// `pair_facts_since(N)`.
     async fn pair_facts_since(&self, changed_since: u64) -> Result<FactsSnapshot, StoreError>;
 
+    /// The facts folded again from the events below exactly `size`, with
+    /// the checkpoint of that size ([`StoreError::NotFound`] if no commit
+    /// ended there). This is how a report that names its checkpoint is
+    /// derived again exactly, whatever was recorded since.
+    async fn pair_facts_at_size(&self, size: u64) -> Result<FactsSnapshot, StoreError>;
+
     /// The `detail` of each event at `seqs` that has one, read in batches;
     /// a report shows the latest failure of thousands of pairs at once.
     async fn details(

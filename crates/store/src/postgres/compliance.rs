@@ -376,6 +376,7 @@ pub(super) async fn pair_facts(
     client: &mut deadpool_postgres::Object,
     as_of: Option<Timestamp>,
     changed_since: u64,
+    size: Option<u64>,
 ) -> Result<FactsSnapshot, StoreError> {
     let e = |e: tokio_postgres::Error| db_error(&e);
     let tx = client
@@ -386,22 +387,31 @@ pub(super) async fn pair_facts(
         .await
         .map_err(e)?;
     let at = to_datetime(as_of.unwrap_or(Timestamp::from_micros(i64::MAX / 2)));
-    let checkpoint = tx
-        .query_opt(
-            "SELECT size, root, note, recorded_at FROM checkpoints \
-             WHERE recorded_at <= $1 ORDER BY size DESC LIMIT 1",
-            &[&at],
-        )
-        .await
-        .map_err(e)?
-        .as_ref()
-        .map(row_to_checkpoint)
-        .transpose()?;
+    let row = match size {
+        Some(size) => tx
+            .query_opt(
+                "SELECT size, root, note, recorded_at FROM checkpoints WHERE size = $1",
+                &[&(size as i64)],
+            )
+            .await
+            .map_err(e)?
+            .ok_or_else(|| StoreError::NotFound(format!("no checkpoint of size {size}")))
+            .map(Some)?,
+        None => tx
+            .query_opt(
+                "SELECT size, root, note, recorded_at FROM checkpoints \
+                 WHERE recorded_at <= $1 ORDER BY size DESC LIMIT 1",
+                &[&at],
+            )
+            .await
+            .map_err(e)?,
+    };
+    let checkpoint = row.as_ref().map(row_to_checkpoint).transpose()?;
     let mut snap = FactsSnapshot {
         checkpoint,
         ..Default::default()
     };
-    if as_of.is_none() {
+    if as_of.is_none() && size.is_none() {
         let since = changed_since as i64;
         for r in tx
             .query(

@@ -669,12 +669,17 @@ impl Store for PgStore {
 
     async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
         let mut client = self.client().await?;
-        compliance::pair_facts(&mut client, as_of, 0).await
+        compliance::pair_facts(&mut client, as_of, 0, None).await
+    }
+
+    async fn pair_facts_at_size(&self, size: u64) -> Result<FactsSnapshot, StoreError> {
+        let mut client = self.client().await?;
+        compliance::pair_facts(&mut client, None, 0, Some(size)).await
     }
 
     async fn pair_facts_since(&self, changed_since: u64) -> Result<FactsSnapshot, StoreError> {
         let mut client = self.client().await?;
-        compliance::pair_facts(&mut client, None, changed_since).await
+        compliance::pair_facts(&mut client, None, changed_since, None).await
     }
 
     async fn details(

@@ -284,11 +284,12 @@ pub(super) fn pair_facts(
     conn: &Connection,
     as_of: Option<Timestamp>,
     changed_since: u64,
+    size: Option<u64>,
 ) -> Result<FactsSnapshot, StoreError> {
     // A deferred transaction on a WAL reader: every statement below sees
     // the same snapshot, so the facts match the checkpoint exactly.
     conn.execute_batch("BEGIN").map_err(internal)?;
-    let result = snapshot(conn, as_of, changed_since);
+    let result = snapshot(conn, as_of, changed_since, size);
     let _ = conn.execute_batch("COMMIT");
     result
 }
@@ -297,23 +298,36 @@ fn snapshot(
     conn: &Connection,
     as_of: Option<Timestamp>,
     changed_since: u64,
+    size: Option<u64>,
 ) -> Result<FactsSnapshot, StoreError> {
-    let at = as_of.map_or(i64::MAX, Timestamp::as_micros);
-    let checkpoint = conn
-        .prepare_cached(
-            "SELECT size, root, note, recorded_at FROM checkpoints \
-             WHERE recorded_at <= ? ORDER BY size DESC LIMIT 1",
-        )
-        .map_err(internal)?
-        .query_row([at], row_to_checkpoint)
-        .optional()
-        .map_err(internal)?
-        .transpose()?;
+    let checkpoint = match size {
+        Some(size) => conn
+            .prepare_cached("SELECT size, root, note, recorded_at FROM checkpoints WHERE size = ?")
+            .map_err(internal)?
+            .query_row([size as i64], row_to_checkpoint)
+            .optional()
+            .map_err(internal)?
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("no checkpoint of size {size}")))
+            .map(Some)?,
+        None => {
+            let at = as_of.map_or(i64::MAX, Timestamp::as_micros);
+            conn.prepare_cached(
+                "SELECT size, root, note, recorded_at FROM checkpoints \
+                 WHERE recorded_at <= ? ORDER BY size DESC LIMIT 1",
+            )
+            .map_err(internal)?
+            .query_row([at], row_to_checkpoint)
+            .optional()
+            .map_err(internal)?
+            .transpose()?
+        }
+    };
     let mut snap = FactsSnapshot {
         checkpoint,
         ..Default::default()
     };
-    if as_of.is_none() {
+    if as_of.is_none() && size.is_none() {
         // The full read walks the primary key; a read of what changed uses
         // the updated_seq index.
         let sql = if changed_since == 0 {

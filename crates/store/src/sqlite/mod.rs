@@ -647,12 +647,17 @@ impl Store for SqliteStore {
     }
 
     async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
-        self.read(move |c| compliance::pair_facts(c, as_of, 0))
+        self.read(move |c| compliance::pair_facts(c, as_of, 0, None))
+            .await
+    }
+
+    async fn pair_facts_at_size(&self, size: u64) -> Result<FactsSnapshot, StoreError> {
+        self.read(move |c| compliance::pair_facts(c, None, 0, Some(size)))
             .await
     }
 
     async fn pair_facts_since(&self, changed_since: u64) -> Result<FactsSnapshot, StoreError> {
-        self.read(move |c| compliance::pair_facts(c, None, changed_since))
+        self.read(move |c| compliance::pair_facts(c, None, changed_since, None))
             .await
     }
 
