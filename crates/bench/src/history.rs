@@ -5,7 +5,7 @@
 //! HTTP one request at a time, and the same query is timed directly against
 //! the store so the HTTP overhead is visible.
 
-use crate::gen::{Generator, SYSTEMS};
+use crate::gen::{GenEvent, Generator, SYSTEMS};
 use crate::report::{Report, Row};
 use crate::server::{http_client, open_store, Flavor, RunningServer};
 use crate::stats::{fmt_count, fmt_duration, Latencies};
@@ -50,8 +50,23 @@ pub async fn preload<S: Store + ?Sized>(
     tag: &str,
     budget: Option<(Duration, u64)>,
 ) -> anyhow::Result<(Duration, Duration, u64)> {
+    let g = gen.clone();
+    preload_with(move |i| g.event(i), store, n, tag, budget).await
+}
+
+/// [`preload`] of events `make(0..n)` from any pure function of the index.
+pub async fn preload_with<S, F>(
+    make: F,
+    store: &S,
+    n: u64,
+    tag: &str,
+    budget: Option<(Duration, u64)>,
+) -> anyhow::Result<(Duration, Duration, u64)>
+where
+    S: Store + ?Sized,
+    F: Fn(u64) -> GenEvent + Send + 'static,
+{
     let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<NewEvent>>>(2);
-    let producer_gen = gen.clone();
     let producer = std::thread::Builder::new()
         .name("bench-generator".into())
         .spawn(move || {
@@ -60,7 +75,7 @@ pub async fn preload<S: Store + ?Sized>(
             while start < n {
                 let end = (start + LOAD_BATCH).min(n);
                 let batch = (start..end)
-                    .map(|i| producer_gen.event(i).validate(&ctx))
+                    .map(|i| make(i).validate(&ctx))
                     .collect::<anyhow::Result<Vec<_>>>();
                 let failed = batch.is_err();
                 if tx.blocking_send(batch).is_err() || failed {

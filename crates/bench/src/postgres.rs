@@ -120,15 +120,15 @@ pub fn reachable(url: &str) -> bool {
 }
 
 /// The schemas this run created, so that every one of them is dropped.
-struct Schemas {
-    url: String,
-    admin: tokio_postgres::Client,
+pub(crate) struct Schemas {
+    pub(crate) url: String,
+    pub(crate) admin: tokio_postgres::Client,
     created: Mutex<Vec<String>>,
     next: AtomicU64,
 }
 
 impl Schemas {
-    async fn connect(url: &str) -> anyhow::Result<Schemas> {
+    pub(crate) async fn connect(url: &str) -> anyhow::Result<Schemas> {
         let (admin, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {url}"))?;
@@ -146,7 +146,7 @@ impl Schemas {
     }
 
     /// Creates a fresh, empty schema and remembers it.
-    async fn create(&self) -> anyhow::Result<String> {
+    pub(crate) async fn create(&self) -> anyhow::Result<String> {
         let name = format!(
             "pa_bench_{}_{}",
             std::process::id(),
@@ -164,7 +164,7 @@ impl Schemas {
     }
 
     /// A PgStore on `schema`, which migrates it.
-    async fn store(&self, schema: &str) -> anyhow::Result<PgStore> {
+    pub(crate) async fn store(&self, schema: &str) -> anyhow::Result<PgStore> {
         PgStore::connect(
             &self.url,
             PgOptions {
@@ -178,7 +178,7 @@ impl Schemas {
     }
 
     /// Drops one schema now (to free its disk space early).
-    async fn drop_one(&self, schema: &str) -> anyhow::Result<()> {
+    pub(crate) async fn drop_one(&self, schema: &str) -> anyhow::Result<()> {
         self.admin
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .await
@@ -190,7 +190,7 @@ impl Schemas {
     }
 
     /// Drops every schema still remembered; reports failures on stderr.
-    async fn drop_all(&self) {
+    pub(crate) async fn drop_all(&self) {
         let left = self.created.lock().map(|c| c.clone()).unwrap_or_default();
         for s in left {
             match self.drop_one(&s).await {

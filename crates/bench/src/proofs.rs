@@ -4,11 +4,10 @@
 use crate::gen::Generator;
 use crate::history::{preload, LOAD_BATCH};
 use crate::report::{Report, Row};
-use crate::server::{bench_signer, http_client, RunningServer};
+use crate::server::{http_client, ledger_signer, RunningServer};
 use crate::stats::{fmt_count, fmt_duration, median, Latencies};
 use anyhow::{bail, ensure, Context};
 use clap::Args;
-use patchaudit_proofs::NoteSigner;
 use patchaudit_store::Store;
 use patchaudit_store::{SqliteOptions, SqliteStore};
 use rand::{Rng, SeedableRng};
@@ -110,26 +109,7 @@ pub async fn run(
         Some(p) => p.clone(),
         None => dir.path().join("ledger.db"),
     };
-    let key_file = PathBuf::from(format!("{}.key", db.display()));
-    let signer = if key_file.exists() {
-        let text = std::fs::read_to_string(&key_file)?;
-        Arc::new(
-            NoteSigner::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?,
-        )
-    } else {
-        if args.ledger.is_some() {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&key_file)
-                .and_then(|mut f| f.write_all(bench_signer().to_text().as_bytes()))
-                .with_context(|| format!("writing {}", key_file.display()))?;
-        }
-        bench_signer()
-    };
+    let signer = ledger_signer(&db, args.ledger.is_some())?;
     let store = SqliteStore::open(
         &db,
         SqliteOptions {

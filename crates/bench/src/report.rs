@@ -91,6 +91,9 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Notes on how the numbers were obtained (per-run values, sizes, caveats).
     pub notes: Vec<String>,
+    /// Further tables of a benchmark, as Markdown, printed verbatim after
+    /// the results table (Markdown tables read well as plain text too).
+    pub sections: Vec<String>,
 }
 
 impl Report {
@@ -98,6 +101,7 @@ impl Report {
     pub fn extend(&mut self, other: Report) {
         self.rows.extend(other.rows);
         self.notes.extend(other.notes);
+        self.sections.extend(other.sections);
     }
 
     fn cells(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
@@ -155,6 +159,11 @@ impl Report {
         for r in body {
             out.push_str(&line(r));
         }
+        for s in &self.sections {
+            out.push('\n');
+            out.push_str(s.trim_end());
+            out.push('\n');
+        }
         if !self.notes.is_empty() {
             out.push_str("\nNotes\n");
             for n in &self.notes {
@@ -193,6 +202,11 @@ impl Report {
                 })
                 .collect();
             let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        for s in &self.sections {
+            out.push('\n');
+            out.push_str(s.trim_end());
+            out.push('\n');
         }
         if !self.notes.is_empty() {
             out.push('\n');

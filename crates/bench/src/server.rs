@@ -38,6 +38,33 @@ pub fn bench_signer() -> std::sync::Arc<patchaudit_proofs::NoteSigner> {
     .clone()
 }
 
+/// The signing key of a ledger kept at `db`: the one in `db.key` when that
+/// file exists, else this run's key, written to `db.key` (mode 0600) when
+/// `keep` is set so that a later run reusing the ledger signs with it too.
+pub fn ledger_signer(db: &Path, keep: bool) -> anyhow::Result<Arc<patchaudit_proofs::NoteSigner>> {
+    let key_file = std::path::PathBuf::from(format!("{}.key", db.display()));
+    if key_file.exists() {
+        let text = std::fs::read_to_string(&key_file)
+            .with_context(|| format!("reading {}", key_file.display()))?;
+        return Ok(Arc::new(
+            patchaudit_proofs::NoteSigner::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?,
+        ));
+    }
+    if keep {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_file)
+            .and_then(|mut f| f.write_all(bench_signer().to_text().as_bytes()))
+            .with_context(|| format!("writing {}", key_file.display()))?;
+    }
+    Ok(bench_signer())
+}
+
 /// How the server is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {

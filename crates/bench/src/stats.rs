@@ -17,6 +17,18 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The nearest-rank percentile `p` (in `0..=1`) of some values; 0 for none.
+/// With three values, p90 is the largest.
+pub fn nearest_rank(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let r = (p * v.len() as f64).ceil() as usize;
+    v[r.clamp(1, v.len()) - 1]
+}
+
 /// Latencies summarised by nearest-rank percentiles.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Latencies {
@@ -136,6 +148,15 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn nearest_rank_of_values() {
+        assert_eq!(nearest_rank(&[3.0, 1.0, 2.0], 0.9), 3.0);
+        assert_eq!(nearest_rank(&[3.0, 1.0, 2.0], 0.5), 2.0);
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(nearest_rank(&v, 0.9), 9.0);
+        assert_eq!(nearest_rank(&[], 0.9), 0.0);
     }
 
     #[test]
