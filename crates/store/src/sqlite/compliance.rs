@@ -9,6 +9,14 @@ use patchaudit_compliance::{EventFact, PairFacts};
 use patchaudit_domain::{Status, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
+/// The statement [`put_facts`] runs.
+fn facts_put() -> String {
+    format!(
+        "INSERT OR REPLACE INTO pair_facts (patch_id, system, {FACT_COLUMNS}, updated_seq) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+}
+
 const FACT_COLUMNS: &str =
     "attempts, failures, first_attempt_at, first_success_at, applied_since, \
      pending_reboot, last_status, last_applied_at, last_seq, last_failure_seq";
@@ -58,12 +66,7 @@ pub(super) fn upsert_facts(
              WHERE patch_id = ? AND system = ? AND seq < ?",
         )
         .map_err(internal)?;
-    let mut put = tx
-        .prepare_cached(&format!(
-            "INSERT OR REPLACE INTO pair_facts (patch_id, system, {FACT_COLUMNS}, updated_seq) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .map_err(internal)?;
+    let mut put = tx.prepare_cached(&facts_put()).map_err(internal)?;
     for ((patch, system), d) in &derived.pairs {
         let stored = get
             .query_row(params![patch, system], |r| row_to_facts(r, 0))
@@ -96,24 +99,34 @@ pub(super) fn upsert_facts(
             .map(|e| e.seq as i64)
             .max()
             .unwrap_or(first_new_seq);
-        put.execute(params![
-            patch,
-            system,
-            f.attempts,
-            f.failures,
-            f.first_attempt_at,
-            f.first_success_at,
-            f.applied_since,
-            f.pending_reboot,
-            f.last_status,
-            f.last_applied_at,
-            f.last_seq,
-            f.last_failure_seq,
-            updated
-        ])
-        .map_err(internal)?;
+        put_facts(&mut put, patch, system, &f, updated).map_err(internal)?;
     }
     Ok(())
+}
+
+/// Writes one pair's facts with a statement prepared from [`facts_put`].
+fn put_facts(
+    put: &mut rusqlite::CachedStatement<'_>,
+    patch: &str,
+    system: &str,
+    f: &FactsRow,
+    updated_seq: i64,
+) -> rusqlite::Result<usize> {
+    put.execute(params![
+        patch,
+        system,
+        f.attempts,
+        f.failures,
+        f.first_attempt_at,
+        f.first_success_at,
+        f.applied_since,
+        f.pending_reboot,
+        f.last_status,
+        f.last_applied_at,
+        f.last_seq,
+        f.last_failure_seq,
+        updated_seq
+    ])
 }
 
 /// Folds the facts of every pair from the events already stored; used by
@@ -134,30 +147,11 @@ pub(super) fn backfill_facts(tx: &Transaction<'_>) -> Result<(), String> {
         }
         derived::fold_all(all)
     };
-    let mut put = tx
-        .prepare(&format!(
-            "INSERT INTO pair_facts (patch_id, system, {FACT_COLUMNS}, updated_seq) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
-        ))
-        .map_err(|e| e.to_string())?;
+    let mut put = tx.prepare_cached(&facts_put()).map_err(|e| e.to_string())?;
     for (patch, systems) in &facts {
         for (system, facts) in systems {
-            let f = FactsRow::from_facts(facts);
-            put.execute(params![
-                patch,
-                system,
-                f.attempts,
-                f.failures,
-                f.first_attempt_at,
-                f.first_success_at,
-                f.applied_since,
-                f.pending_reboot,
-                f.last_status,
-                f.last_applied_at,
-                f.last_seq,
-                f.last_failure_seq
-            ])
-            .map_err(|e| e.to_string())?;
+            put_facts(&mut put, patch, system, &FactsRow::from_facts(facts), 0)
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
