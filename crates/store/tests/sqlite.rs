@@ -152,3 +152,56 @@ async fn the_wal_is_checkpointed_in_the_background() {
     }
     assert_eq!(store.len().await.unwrap(), 5000);
 }
+
+/// A ledger written before the compliance migration gets the facts of every
+/// pair folded from its events when it is opened, and those equal a full
+/// fold; later appends keep them up to date.
+#[tokio::test]
+async fn the_compliance_migration_backfills_pair_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    {
+        let store = SqliteStore::open(&path, opts()).unwrap();
+        let mut batch = Vec::new();
+        for i in 0..40 {
+            // Late events too: the backfill folds by applied_at, not arrival.
+            let t = (40 - i) * 60;
+            batch.push(event(
+                &format!("s{}", i % 5),
+                &format!("KB{}", i % 3),
+                t,
+                Status::ALL[(i % 3) as usize],
+            ));
+        }
+        store.append(batch, "").await.unwrap();
+    }
+    // Take the database back to schema 2, as a build before migration 3 left it.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE records; DROP TABLE pair_facts; DROP INDEX events_by_pair; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, opts()).unwrap();
+    let kept = store.pair_facts(None).await.unwrap();
+    let folded = store
+        .pair_facts(Some(patchaudit_domain::Timestamp::now()))
+        .await
+        .unwrap();
+    assert_eq!(kept.facts.values().map(|m| m.len()).sum::<usize>(), 15);
+    assert_eq!(kept.facts, folded.facts, "the backfill equals a full fold");
+    // Every backfilled pair counts as changed at seq 0, so a cache reads them all.
+    assert_eq!(store.pair_facts_since(1).await.unwrap().facts.len(), 0);
+    store
+        .append(vec![event("s0", "KB0", 10_000, Status::RolledBack)], "")
+        .await
+        .unwrap();
+    let kept = store.pair_facts(None).await.unwrap();
+    let folded = store
+        .pair_facts(Some(patchaudit_domain::Timestamp::now()))
+        .await
+        .unwrap();
+    assert_eq!(kept.facts, folded.facts);
+    assert_eq!(store.pair_facts_since(40).await.unwrap().facts.len(), 1);
+}
