@@ -316,26 +316,9 @@ pub async fn catalog(config: &Config, a: CatalogArgs) -> Result<()> {
         CatalogCommand::Get { id, as_of, format } => {
             let as_of = as_of.map(|t| parse_time(&t, "--as-of")).transpose()?;
             let out: CatalogOut = match &b {
-                Backend::Local(store) => {
-                    let h = store
-                        .record_history(RecordKind::Catalog, &id)
-                        .await
-                        .map_err(store_err)?;
-                    let r = h
-                        .iter()
-                        .rev()
-                        .find(|r| as_of.is_none_or(|t| r.changed_at <= t))
-                        .filter(|r| r.body.is_some())
-                        .ok_or_else(|| {
-                            Failure::not_found(format!("the catalog has no entry {id:?}"))
-                        })?;
-                    let e = records::decode_catalog(&id, r.body.as_deref().unwrap_or_default())
-                        .map_err(store_err)?;
-                    CatalogOut {
-                        entry: CatalogIn::from(&e),
-                        revision: Some(RevisionOut::from(r)),
-                    }
-                }
+                Backend::Local(store) => api::catalog_entry_out(&**store, &id, as_of)
+                    .await
+                    .map_err(api_failure)?,
                 Backend::Remote { .. } => {
                     let q: Vec<(&str, String)> =
                         as_of.iter().map(|t| ("as_of", t.to_rfc3339())).collect();
@@ -476,42 +459,9 @@ pub async fn catalog(config: &Config, a: CatalogArgs) -> Result<()> {
         }
         CatalogCommand::History { id } => {
             let h: HistoryOut = match &b {
-                Backend::Local(store) => {
-                    let recs = store
-                        .record_history(RecordKind::Catalog, &id)
-                        .await
-                        .map_err(store_err)?;
-                    if recs.is_empty() {
-                        return Err(Failure::not_found(format!(
-                            "the catalog never had an entry {id:?}"
-                        ))
-                        .into());
-                    }
-                    HistoryOut {
-                        revisions: recs
-                            .iter()
-                            .map(|r| {
-                                Ok(patchaudit_server::compliance::HistoryItem {
-                                    revision: RevisionOut {
-                                        changed: false,
-                                        ..RevisionOut::from(r)
-                                    },
-                                    content: r
-                                        .body
-                                        .as_deref()
-                                        .map(|body| {
-                                            let e = records::decode_catalog(&id, body)
-                                                .map_err(store_err)?;
-                                            Ok::<_, anyhow::Error>(serde_json::to_value(
-                                                CatalogIn::from(&e),
-                                            )?)
-                                        })
-                                        .transpose()?,
-                                })
-                            })
-                            .collect::<Result<_>>()?,
-                    }
-                }
+                Backend::Local(store) => api::catalog_history_out(&**store, &id)
+                    .await
+                    .map_err(api_failure)?,
                 Backend::Remote { .. } => {
                     b.call(
                         Method::GET,
@@ -675,25 +625,7 @@ pub async fn policy(config: &Config, a: PolicyArgs) -> Result<()> {
             )
             .await?
         }
-        (None, Backend::Local(store)) => {
-            let h = store
-                .record_history(RecordKind::Policy, records::POLICY_ID)
-                .await
-                .map_err(store_err)?;
-            match h.last() {
-                Some(r) => PolicyOut {
-                    policy: PolicyWire::from(
-                        &records::decode_policy(r.body.as_deref().unwrap_or_default())
-                            .map_err(store_err)?,
-                    ),
-                    revision: Some(RevisionOut::from(r)),
-                },
-                None => PolicyOut {
-                    policy: PolicyWire::from(&patchaudit_compliance::SlaPolicy::default()),
-                    revision: None,
-                },
-            }
-        }
+        (None, Backend::Local(store)) => api::policy_out(&**store).await.map_err(api_failure)?,
         (None, Backend::Remote { .. }) => b.call(Method::GET, "/v1/policy", &[], None, "").await?,
     };
     print_json(&out)

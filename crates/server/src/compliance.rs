@@ -370,18 +370,28 @@ async fn get_catalog_entry(
     let mut p = Params::parse(q.as_deref())?;
     let as_of = take_as_of(&mut p);
     p.finish(&["as_of"])?;
-    let history = st.store.record_history(RecordKind::Catalog, &id).await?;
+    Ok(Json(catalog_entry_out(&*st.store, &id, as_of).await?))
+}
+
+/// One catalog entry with its revision, now or as it stood at `as_of`;
+/// shared with the CLI's local mode.
+pub async fn catalog_entry_out(
+    store: &dyn Store,
+    id: &str,
+    as_of: Option<Timestamp>,
+) -> Result<CatalogOut, ApiError> {
+    let history = store.record_history(RecordKind::Catalog, id).await?;
     let current = history
         .iter()
         .rev()
         .find(|r| as_of.is_none_or(|t| r.changed_at <= t))
         .filter(|r| r.body.is_some())
         .ok_or_else(|| ApiError::NotFound(format!("the catalog has no entry {id:?}")))?;
-    let entry = records::decode_catalog(&id, current.body.as_deref().unwrap_or_default())?;
-    Ok(Json(CatalogOut {
+    let entry = records::decode_catalog(id, current.body.as_deref().unwrap_or_default())?;
+    Ok(CatalogOut {
         entry: CatalogIn::from(&entry),
         revision: Some(RevisionOut::from(current)),
-    }))
+    })
 }
 
 /// Deletes a catalog entry; its history stays.
@@ -398,12 +408,7 @@ async fn delete_catalog_entry(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let who = actor(&headers)?;
-    let current = st.store.record_history(RecordKind::Catalog, &id).await?;
-    if current.last().is_none_or(|r| r.body.is_none()) {
-        return Err(ApiError::NotFound(format!(
-            "the catalog has no entry {id:?}"
-        )));
-    }
+    // The store refuses, as not found, to delete what does not exist.
     st.store
         .put_records(
             RecordKind::Catalog,
@@ -467,15 +472,20 @@ async fn catalog_history(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<HistoryOut>, ApiError> {
-    let h = st.store.record_history(RecordKind::Catalog, &id).await?;
+    Ok(Json(catalog_history_out(&*st.store, &id).await?))
+}
+
+/// Every revision of a catalog entry; shared with the CLI's local mode.
+pub async fn catalog_history_out(store: &dyn Store, id: &str) -> Result<HistoryOut, ApiError> {
+    let h = store.record_history(RecordKind::Catalog, id).await?;
     if h.is_empty() {
         return Err(ApiError::NotFound(format!(
             "the catalog never had an entry {id:?}"
         )));
     }
-    Ok(Json(history_out(h, |id, b| {
+    history_out(h, |id, b| {
         to_value(CatalogIn::from(&records::decode_catalog(id, b)?))
-    })?))
+    })
 }
 
 /// The catalog, filtered.
@@ -724,8 +734,13 @@ pub struct PolicyOut {
 #[utoipa::path(get, path = "/v1/policy", tag = "compliance",
     responses((status = 200, description = "The policy", body = PolicyOut)))]
 async fn get_policy(State(st): State<AppState>) -> Result<Json<PolicyOut>, ApiError> {
-    let h = st
-        .store
+    Ok(Json(policy_out(&*st.store).await?))
+}
+
+/// The SLA policy in force with its revision (none while the defaults
+/// apply); shared with the CLI's local mode.
+pub async fn policy_out(store: &dyn Store) -> Result<PolicyOut, ApiError> {
+    let h = store
         .record_history(RecordKind::Policy, records::POLICY_ID)
         .await?;
     let (policy, revision) = match h.last() {
@@ -735,10 +750,10 @@ async fn get_policy(State(st): State<AppState>) -> Result<Json<PolicyOut>, ApiEr
         ),
         None => (SlaPolicy::default(), None),
     };
-    Ok(Json(PolicyOut {
+    Ok(PolicyOut {
         policy: PolicyWire::from(&policy),
         revision,
-    }))
+    })
 }
 
 /// Replaces the SLA policy.
