@@ -37,7 +37,16 @@ impl Timestamp {
         let dt = DateTime::parse_from_rfc3339(s).map_err(|e| {
             format!("must be an RFC 3339 timestamp with an offset, like 2024-05-01T12:00:00Z ({e})")
         })?;
-        Ok(Timestamp(dt.with_timezone(&Utc).timestamp_micros()))
+        let utc = dt.with_timezone(&Utc);
+        // RFC 3339 has four-digit years, so an instant whose UTC year falls
+        // outside 0000–9999 (0000-01-01T00:00:00+00:01 is in year -1) could
+        // be stored but never written back as RFC 3339.
+        if !(0..=9999).contains(&chrono::Datelike::year(&utc)) {
+            return Err(format!(
+                "{s:?} lies outside the years 0000 to 9999 once converted to UTC"
+            ));
+        }
+        Ok(Timestamp(utc.timestamp_micros()))
     }
 
     /// Formats as RFC 3339 in UTC with exactly six fractional digits.
@@ -71,6 +80,18 @@ mod tests {
         let b = Timestamp::parse_rfc3339("2024-05-01T12:00:00Z").unwrap();
         assert_eq!(a, b);
         assert_eq!(b.to_rfc3339(), "2024-05-01T12:00:00.000000Z");
+    }
+
+    #[test]
+    fn instants_outside_four_digit_utc_years_are_refused() {
+        // Found by the ingest_body fuzz target: accepted, then unreadable.
+        let e = Timestamp::parse_rfc3339("0000-01-01T00:00:00+00:01").unwrap_err();
+        assert!(e.contains("0000 to 9999"), "{e}");
+        assert!(Timestamp::parse_rfc3339("9999-12-31T23:59:00-00:01").is_err());
+        let lo = Timestamp::parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
+        assert_eq!(Timestamp::parse_rfc3339(&lo.to_rfc3339()), Ok(lo));
+        let hi = Timestamp::parse_rfc3339("9999-12-31T23:59:59.999999Z").unwrap();
+        assert_eq!(Timestamp::parse_rfc3339(&hi.to_rfc3339()), Ok(hi));
     }
 
     #[test]
