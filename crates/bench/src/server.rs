@@ -104,7 +104,14 @@ impl RunningServer {
             .local_addr()
             .context("reading the server's address")?;
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState::new(store, ServerConfig::default());
+        ensure_bench_token(store.as_ref()).await?;
+        // The benches measure the ledger, not the per-token rate limiter:
+        // every request uses one token, far above any real client's rate.
+        let config = ServerConfig {
+            rate_limit_per_second: 0,
+            ..ServerConfig::default()
+        };
+        let state = AppState::new(store, config);
         let shutdown = async move {
             let _ = rx.await;
         };
@@ -144,10 +151,53 @@ impl RunningServer {
     }
 }
 
-/// An HTTP client for the benchmarks: no proxy, keep-alive, and an idle
-/// pool large enough for `connections` concurrent requests.
+/// The id of the benches' token.
+const BENCH_TOKEN_ID: &str = "00000000000bec4e";
+
+/// The benches' token secret. It is fixed so that every client the benches
+/// build can send it whichever store the server runs on; it only ever
+/// exists in throwaway bench ledgers.
+const BENCH_TOKEN_SECRET: &str = "benchbenchbenchbenchbenchbenchbenchbenchben";
+
+/// Records the benches' `ingest,read,admin` token in `store` unless it is
+/// there already (several servers may share one database). Every request
+/// of every bench is authenticated, as in production.
+pub async fn ensure_bench_token(store: &dyn Store) -> anyhow::Result<()> {
+    use patchaudit_domain::access::{Scopes, TokenName};
+    use patchaudit_store::tokens::{self, Token};
+    if tokens::get(store, BENCH_TOKEN_ID).await?.is_some() {
+        return Ok(());
+    }
+    let token = Token {
+        id: BENCH_TOKEN_ID.into(),
+        name: TokenName::parse("bench", "name").map_err(|e| anyhow::anyhow!("{e}"))?,
+        scopes: Scopes::parse(&["ingest,read,admin"], "scopes")
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        systems: Vec::new(),
+        tags: Vec::new(),
+        secret_sha256: patchaudit_server::auth::secret_hash(BENCH_TOKEN_SECRET),
+        created_at: patchaudit_domain::Timestamp::now(),
+        created_by: "bench".into(),
+        revoked: None,
+    };
+    tokens::create(store, &token).await?;
+    Ok(())
+}
+
+/// An HTTP client for the benchmarks: no proxy, keep-alive, an idle pool
+/// large enough for `connections` concurrent requests, and the benches'
+/// token on every request.
 pub fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!(
+            "Bearer pa_{BENCH_TOKEN_ID}_{BENCH_TOKEN_SECRET}"
+        ))
+        .context("the bench token is a valid header")?,
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .pool_max_idle_per_host(connections.max(1))
         .tcp_nodelay(true)

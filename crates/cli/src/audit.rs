@@ -680,7 +680,7 @@ fn decode_hashes(proof: &[String]) -> Result<Vec<Hash>> {
 /// its consistency with the last one this auditor saw.
 async fn verify_server(config: &Config, server: &str, a: &VerifyArgs) -> Result<()> {
     let trusted = trusted_key(config, a.key.as_deref(), false)?;
-    let remote = Backend::remote(server)?;
+    let remote = Backend::remote(server, config)?;
     let note = remote.get_text("/v1/checkpoint").await?;
     let new = open_checkpoint(&note, &trusted).map_err(|e| {
         Failure::unverified(format!(
@@ -759,7 +759,7 @@ pub async fn prove(config: &Config, a: ProveArgs) -> Result<()> {
     let trusted = trusted_key(config, a.key.as_deref(), server.is_none())?;
     let (event, size, proof, note) = match server {
         Some(url) => {
-            let p: EventProofOut = Backend::remote(&url)?
+            let p: EventProofOut = Backend::remote(&url, config)?
                 .get_json(&format!("/v1/events/{}/proof", a.seq))
                 .await?;
             let event = event_from_out(p.event).map_err(|m| {
@@ -848,7 +848,7 @@ pub async fn export(config: &Config, a: ExportArgs) -> Result<()> {
     let server = a.server.clone().or_else(|| config.server.value.clone());
     let (backend, note) = match server {
         Some(url) => {
-            let remote = Backend::remote(&url)?;
+            let remote = Backend::remote(&url, config)?;
             let note = remote.get_text("/v1/checkpoint").await?;
             (remote, note)
         }

@@ -35,9 +35,19 @@ pub fn store_failure(e: StoreError) -> anyhow::Error {
 
 const PAGE: usize = 1_000;
 
+/// Who events written straight to the database are recorded by: no token
+/// is involved, so the operating-system user who ran the command.
+pub fn local_principal() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("local:{user}")
+}
+
 impl Backend {
-    /// Connects to a server at `url`.
-    pub fn remote(url: &str) -> Result<Backend> {
+    /// Connects to a server at `url`, sending the configured token and
+    /// trusting the configured CA certificate besides the system's roots.
+    pub fn remote(url: &str, config: &crate::config::Config) -> Result<Backend> {
         let base = url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Failure::usage(format!(
@@ -45,10 +55,46 @@ impl Backend {
             ))
             .into());
         }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("patchaudit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("patchaudit/", env!("CARGO_PKG_VERSION")));
+        if let Some(token) = &config.token.value {
+            let mut v =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        Failure::usage(format!(
+                            "the token ({}) contains characters a header cannot carry",
+                            config.token.source
+                        ))
+                    })?;
+            // Marked sensitive so that reqwest and hyper never log it.
+            v.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(path) = &config.ca_cert.value {
+            let pem = std::fs::read(path).map_err(|e| {
+                Failure::usage(format!(
+                    "cannot read the CA certificate {} ({}): {e}",
+                    path.display(),
+                    config.ca_cert.source
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "{} ({}) holds no PEM certificate",
+                        path.display(),
+                        config.ca_cert.source
+                    ))
+                })?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let client = builder.build().context("building the HTTP client")?;
         Ok(Backend::Remote { client, base })
     }
 
@@ -90,7 +136,10 @@ impl Backend {
                     .iter()
                     .map(|e| e.event_id.as_ref().map(|i| i.as_str().to_owned()))
                     .collect();
-                let out = store.append(events, "").await.map_err(store_failure)?;
+                let out = store
+                    .append(events, &local_principal())
+                    .await
+                    .map_err(store_failure)?;
                 let created = out.iter().filter(|a| !a.duplicate).count();
                 Ok(IngestResponse {
                     created,
@@ -251,22 +300,21 @@ impl Backend {
 }
 
 impl Backend {
-    /// Sends a request to the server and reads the JSON answer. `actor`, if
-    /// not empty, names who makes a change.
+    /// Sends a request to the server and reads the JSON answer. The server
+    /// records changes under the token that makes them.
     pub async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-        actor: &str,
     ) -> Result<T> {
-        json_or_problem(self.send(method, path, query, body, actor).await?).await
+        json_or_problem(self.send(method, path, query, body).await?).await
     }
 
     /// Sends a request whose answer has no body.
-    pub async fn call_empty(&self, method: reqwest::Method, path: &str, actor: &str) -> Result<()> {
-        self.send(method, path, &[], None, actor).await.map(drop)
+    pub async fn call_empty(&self, method: reqwest::Method, path: &str) -> Result<()> {
+        self.send(method, path, &[], None).await.map(drop)
     }
 
     async fn send(
@@ -275,15 +323,11 @@ impl Backend {
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-        actor: &str,
     ) -> Result<reqwest::Response> {
         let Backend::Remote { client, base } = self else {
             return Err(Failure::usage(format!("{path} can only be asked of a server")).into());
         };
         let mut req = client.request(method, format!("{base}{path}")).query(query);
-        if !actor.is_empty() {
-            req = req.header(patchaudit_server::compliance::ACTOR_HEADER, actor);
-        }
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }

@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Policy(a) => a.client().server.clone(),
         Command::Exception(a) => a.client().server.clone(),
         Command::Report(a) => a.client().server.clone(),
+        Command::Token(a) => a.client().server.clone(),
         _ => None,
     };
     let flags = FlagValues {
@@ -50,6 +51,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         future_skew: serve_flags.future_skew,
         server: client_server,
         signing_key: cli.global.signing_key.clone(),
+        token: cli.global.token.clone(),
+        ca_cert: cli.global.ca_cert.clone(),
+        tls_cert: serve_flags.tls_cert,
+        tls_key: serve_flags.tls_key,
+        allow_insecure_listen: serve_flags.allow_insecure_listen.then_some(true),
+        metrics_public: serve_flags.public_metrics.then_some(true),
+        rate_limit: serve_flags.rate_limit,
+        rate_burst: serve_flags.rate_burst,
+        max_concurrent_requests: serve_flags.max_concurrent_requests,
+        header_timeout: serve_flags.header_timeout,
+        body_timeout: serve_flags.body_timeout,
     };
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(&flags, &env).map_err(|e| Failure::usage(format!("{e:#}")))?;
@@ -77,6 +89,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Policy(a) => crate::compliance::policy(&config, a).await,
         Command::Exception(a) => crate::compliance::exception(&config, a).await,
         Command::Report(a) => crate::compliance::report(&config, a).await,
+        Command::Token(a) => crate::tokens::run(&config, a).await,
     }
 }
 
@@ -100,8 +113,19 @@ fn init_logging(config: &Config, serving: bool) {
 /// Opens the local ledger. Reads need no key; writes load the checkpoint
 /// signing key, creating it on first use.
 pub(crate) async fn open_store(config: &Config, reads_only: bool) -> Result<Arc<dyn Store>> {
-    let must_exist = reads_only;
-    let signer = if reads_only {
+    open_store_with(config, !reads_only, reads_only).await
+}
+
+/// Opens the ledger to change records only (tokens): no event is appended,
+/// so no signing key is needed, and a ledger that does not exist yet is
+/// created, which is how the first admin token is made before the first
+/// `serve`.
+pub(crate) async fn open_store_for_records(config: &Config) -> Result<Arc<dyn Store>> {
+    open_store_with(config, false, false).await
+}
+
+async fn open_store_with(config: &Config, signs: bool, must_exist: bool) -> Result<Arc<dyn Store>> {
+    let signer = if !signs {
         None
     } else {
         let path = config
@@ -154,14 +178,33 @@ pub(crate) async fn backend(
         .clone()
         .or_else(|| config.server.value.clone());
     match server {
-        Some(url) => Backend::remote(&url),
+        Some(url) => Backend::remote(&url, config),
         None => Ok(Backend::Local(open_store(config, reads_only).await?)),
     }
 }
 
 async fn serve(config: &Config) -> Result<()> {
-    let store = open_store(config, false).await?;
     let addr = config.listen.value;
+    // Checked before anything else: a server that would send tokens in
+    // clear text across a network must be asked for explicitly.
+    let tls = match (&config.tls_cert.value, &config.tls_key.value) {
+        (Some(cert), Some(key)) => Some(
+            patchaudit_server::serve::load_tls(cert, key)
+                .map_err(|e| Failure::usage(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        if !config.allow_insecure_listen.value {
+            return Err(Failure::usage(format!(
+                "refusing to listen on {addr} ({}) without TLS: tokens and the ledger would cross the network in clear text; pass --tls-cert and --tls-key, or --allow-insecure-listen if a TLS proxy in front of it is the only way in",
+                config.listen.source
+            ))
+            .into());
+        }
+        tracing::warn!(%addr, "listening on a non-loopback address without TLS (--allow-insecure-listen): tokens and the ledger cross the network in clear text");
+    }
+    let store = open_store(config, false).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         Failure::usage(format!(
             "cannot listen on {addr} ({}): {e}",
@@ -169,9 +212,6 @@ async fn serve(config: &Config) -> Result<()> {
         ))
     })?;
     let local = listener.local_addr()?;
-    if !local.ip().is_loopback() {
-        tracing::warn!(%local, "listening on a non-loopback address without TLS: anyone who can reach it can read and write the ledger");
-    }
     tracing::info!(
         %local,
         database = %config.database_url.value.redacted(),
@@ -180,11 +220,12 @@ async fn serve(config: &Config) -> Result<()> {
     );
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "patchaudit listening on http://{local}")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        writeln!(out, "patchaudit listening on {scheme}://{local}")?;
         out.flush()?;
     }
     let state = patchaudit_server::AppState::new(store, config.server_config());
-    patchaudit_server::run(listener, state, shutdown_signal())
+    patchaudit_server::run_with(listener, state, tls, shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("patchaudit stopped");

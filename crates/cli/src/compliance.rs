@@ -24,7 +24,8 @@ use reqwest::Method;
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Who a change is recorded as: `cli:$USER` (the API's actor header when remote).
+/// Who a local change is recorded as: `cli:$USER`. Through a server, the
+/// server records the token's principal instead.
 fn actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
@@ -187,7 +188,6 @@ async fn put_entries(b: &Backend, entries: Vec<CatalogEntry>) -> Result<CatalogW
                         "/v1/catalog",
                         &[],
                         Some(serde_json::to_vec(&body)?),
-                        &actor(),
                     )
                     .await?;
                 total.changed += out.changed;
@@ -327,7 +327,6 @@ pub async fn catalog(config: &Config, a: CatalogArgs) -> Result<()> {
                         &format!("/v1/catalog/{}", encode_segment(&id)),
                         &q,
                         None,
-                        "",
                     )
                     .await?
                 }
@@ -431,7 +430,7 @@ pub async fn catalog(config: &Config, a: CatalogArgs) -> Result<()> {
                             .collect(),
                     }
                 }
-                Backend::Remote { .. } => b.call(Method::GET, "/v1/catalog", &q, None, "").await?,
+                Backend::Remote { .. } => b.call(Method::GET, "/v1/catalog", &q, None).await?,
             };
             match format {
                 ShowFormat::Json => print_json(&page),
@@ -468,7 +467,6 @@ pub async fn catalog(config: &Config, a: CatalogArgs) -> Result<()> {
                         &format!("/v1/catalog/{}/history", encode_segment(&id)),
                         &[],
                         None,
-                        "",
                     )
                     .await?
                 }
@@ -494,7 +492,6 @@ pub async fn catalog(config: &Config, a: CatalogArgs) -> Result<()> {
                     b.call_empty(
                         Method::DELETE,
                         &format!("/v1/catalog/{}", encode_segment(&id)),
-                        &actor(),
                     )
                     .await?;
                 }
@@ -550,7 +547,6 @@ pub async fn tags(config: &Config, a: TagsArgs) -> Result<()> {
                     &format!("/v1/systems/{}/tags", encode_segment(&a.system)),
                     &[],
                     Some(body),
-                    &actor(),
                 )
                 .await?
             }
@@ -573,7 +569,6 @@ pub async fn tags(config: &Config, a: TagsArgs) -> Result<()> {
                     &format!("/v1/systems/{}/tags", encode_segment(&a.system)),
                     &[],
                     None,
-                    "",
                 )
                 .await?
             }
@@ -616,17 +611,11 @@ pub async fn policy(config: &Config, a: PolicyArgs) -> Result<()> {
             }
         }
         (Some(file), Backend::Remote { .. }) => {
-            b.call(
-                Method::PUT,
-                "/v1/policy",
-                &[],
-                Some(read_input(file)?),
-                &actor(),
-            )
-            .await?
+            b.call(Method::PUT, "/v1/policy", &[], Some(read_input(file)?))
+                .await?
         }
         (None, Backend::Local(store)) => api::policy_out(&**store).await.map_err(api_failure)?,
-        (None, Backend::Remote { .. }) => b.call(Method::GET, "/v1/policy", &[], None, "").await?,
+        (None, Backend::Remote { .. }) => b.call(Method::GET, "/v1/policy", &[], None).await?,
     };
     print_json(&out)
 }
@@ -715,7 +704,6 @@ pub async fn exception(config: &Config, a: ExceptionArgs) -> Result<()> {
                         "/v1/exceptions",
                         &[],
                         Some(serde_json::to_vec(&input)?),
-                        &actor(),
                     )
                     .await?
                 }
@@ -743,7 +731,7 @@ pub async fn exception(config: &Config, a: ExceptionArgs) -> Result<()> {
                     } else {
                         vec![]
                     };
-                    b.call(Method::GET, "/v1/exceptions", &q, None, "").await?
+                    b.call(Method::GET, "/v1/exceptions", &q, None).await?
                 }
             };
             match format {
@@ -787,7 +775,6 @@ pub async fn exception(config: &Config, a: ExceptionArgs) -> Result<()> {
                         &format!("/v1/exceptions/{}/revoke", encode_segment(&id)),
                         &[],
                         None,
-                        &actor(),
                     )
                     .await?
                 }
@@ -927,7 +914,7 @@ pub async fn report(config: &Config, a: ReportArgs) -> Result<()> {
             if list_pairs {
                 q.push(("pairs", "true".into()));
             }
-            b.call(Method::GET, "/v1/reports/compliance", &q, None, "")
+            b.call(Method::GET, "/v1/reports/compliance", &q, None)
                 .await?
         }
     };

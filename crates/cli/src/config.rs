@@ -100,6 +100,28 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// An API token: shown as `****` in `Debug` output and in `patchaudit config`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for sending only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
 /// Which database a URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
@@ -146,6 +168,17 @@ struct FileConfig {
     log: Option<String>,
     server: Option<String>,
     signing_key: Option<PathBuf>,
+    token: Option<String>,
+    ca_cert: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    allow_insecure_listen: Option<bool>,
+    metrics_public: Option<bool>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+    max_concurrent_requests: Option<usize>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
 }
 
 /// The effective configuration.
@@ -170,6 +203,28 @@ pub struct Config {
     /// The checkpoint signing key file; `None` means the default beside the
     /// ledger (see [`Config::signing_key_path`]).
     pub signing_key: Setting<Option<PathBuf>>,
+    /// The API token client commands send to a server.
+    pub token: Setting<Option<Secret>>,
+    /// A PEM CA certificate client commands trust besides the system's roots.
+    pub ca_cert: Setting<Option<PathBuf>>,
+    /// The server's PEM certificate chain; with `tls_key`, `serve` speaks TLS.
+    pub tls_cert: Setting<Option<PathBuf>>,
+    /// The server's PEM private key.
+    pub tls_key: Setting<Option<PathBuf>>,
+    /// Whether `serve` may listen on a non-loopback address without TLS.
+    pub allow_insecure_listen: Setting<bool>,
+    /// Whether `/metrics` answers without a token.
+    pub metrics_public: Setting<bool>,
+    /// Requests per second per token; 0 turns rate limiting off.
+    pub rate_limit: Setting<u32>,
+    /// Requests a token may make in a burst above its rate.
+    pub rate_burst: Setting<u32>,
+    /// Requests in flight beyond which new ones get a 503; 0 means no cap.
+    pub max_concurrent_requests: Setting<usize>,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Setting<Duration>,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Setting<Duration>,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -191,6 +246,28 @@ pub struct FlagValues {
     pub server: Option<String>,
     /// `--signing-key`.
     pub signing_key: Option<PathBuf>,
+    /// `--token`.
+    pub token: Option<String>,
+    /// `--ca-cert`.
+    pub ca_cert: Option<PathBuf>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--allow-insecure-listen` (only ever turns it on).
+    pub allow_insecure_listen: Option<bool>,
+    /// `--public-metrics` (only ever turns it on).
+    pub metrics_public: Option<bool>,
+    /// `--rate-limit`.
+    pub rate_limit: Option<u32>,
+    /// `--rate-burst`.
+    pub rate_burst: Option<u32>,
+    /// `--max-concurrent-requests`.
+    pub max_concurrent_requests: Option<usize>,
+    /// `--header-timeout`.
+    pub header_timeout: Option<String>,
+    /// `--body-timeout`.
+    pub body_timeout: Option<String>,
 }
 
 /// The name of the default signing key file in the data directory.
@@ -207,6 +284,32 @@ fn parse_listen(s: &str, origin: &str) -> Result<SocketAddr> {
 fn parse_skew(s: &str, origin: &str) -> Result<Duration> {
     humantime::parse_duration(s)
         .with_context(|| format!("{origin}: {s:?} is not a duration like 1h or 90s"))
+}
+
+fn parse_bool(s: &str, origin: &str) -> Result<bool> {
+    match s {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => bail!("{origin}: {s:?} is not true or false"),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(s: &str, origin: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| anyhow::anyhow!("{origin}: {s:?} is not a whole number"))
+}
+
+/// Applies an environment variable to a setting, parsing it with `parse`.
+fn from_env<T>(
+    setting: &mut Setting<T>,
+    name: &'static str,
+    env: &dyn Fn(&str) -> Option<String>,
+    parse: impl Fn(&str, &str) -> Result<T>,
+) -> Result<()> {
+    if let Some(v) = env(name) {
+        setting.set(Some(parse(&v, name)?), Source::Env(name));
+    }
+    Ok(())
 }
 
 fn env_var(name: &'static str, env: &dyn Fn(&str) -> Option<String>) -> Option<(String, Source)> {
@@ -227,6 +330,17 @@ impl Config {
             log: Setting::default("info".to_owned()),
             server: Setting::default(None),
             signing_key: Setting::default(None),
+            token: Setting::default(None),
+            ca_cert: Setting::default(None),
+            tls_cert: Setting::default(None),
+            tls_key: Setting::default(None),
+            allow_insecure_listen: Setting::default(false),
+            metrics_public: Setting::default(false),
+            rate_limit: Setting::default(100),
+            rate_burst: Setting::default(200),
+            max_concurrent_requests: Setting::default(512),
+            header_timeout: Setting::default(Duration::from_secs(30)),
+            body_timeout: Setting::default(Duration::from_secs(60)),
         };
 
         let (path, explicit) = match (&flags.config, env("PATCHAUDIT_CONFIG")) {
@@ -262,7 +376,31 @@ impl Config {
                     );
                     c.log.set(f.log, src.clone());
                     c.server.set(f.server.map(Some), src.clone());
-                    c.signing_key.set(f.signing_key.map(Some), src);
+                    c.signing_key.set(f.signing_key.map(Some), src.clone());
+                    c.token
+                        .set(f.token.map(|t| Some(Secret::new(t))), src.clone());
+                    c.ca_cert.set(f.ca_cert.map(Some), src.clone());
+                    c.tls_cert.set(f.tls_cert.map(Some), src.clone());
+                    c.tls_key.set(f.tls_key.map(Some), src.clone());
+                    c.allow_insecure_listen
+                        .set(f.allow_insecure_listen, src.clone());
+                    c.metrics_public.set(f.metrics_public, src.clone());
+                    c.rate_limit.set(f.rate_limit, src.clone());
+                    c.rate_burst.set(f.rate_burst, src.clone());
+                    c.max_concurrent_requests
+                        .set(f.max_concurrent_requests, src.clone());
+                    c.header_timeout.set(
+                        f.header_timeout
+                            .map(|s| parse_skew(&s, &format!("{origin}: header_timeout")))
+                            .transpose()?,
+                        src.clone(),
+                    );
+                    c.body_timeout.set(
+                        f.body_timeout
+                            .map(|s| parse_skew(&s, &format!("{origin}: body_timeout")))
+                            .transpose()?,
+                        src,
+                    );
                     c.file = Some(path);
                 }
                 Err(e) if explicit || e.kind() != std::io::ErrorKind::NotFound => {
@@ -306,6 +444,61 @@ impl Config {
             c.signing_key.set(Some(Some(PathBuf::from(v))), s);
         }
 
+        from_env(&mut c.token, "PATCHAUDIT_TOKEN", env, |v, _| {
+            Ok(Some(Secret::new(v)))
+        })?;
+        from_env(&mut c.ca_cert, "PATCHAUDIT_CA_CERT", env, |v, _| {
+            Ok(Some(PathBuf::from(v)))
+        })?;
+        from_env(&mut c.tls_cert, "PATCHAUDIT_TLS_CERT", env, |v, _| {
+            Ok(Some(PathBuf::from(v)))
+        })?;
+        from_env(&mut c.tls_key, "PATCHAUDIT_TLS_KEY", env, |v, _| {
+            Ok(Some(PathBuf::from(v)))
+        })?;
+        from_env(
+            &mut c.allow_insecure_listen,
+            "PATCHAUDIT_ALLOW_INSECURE_LISTEN",
+            env,
+            parse_bool,
+        )?;
+        from_env(
+            &mut c.metrics_public,
+            "PATCHAUDIT_METRICS_PUBLIC",
+            env,
+            parse_bool,
+        )?;
+        from_env(
+            &mut c.rate_limit,
+            "PATCHAUDIT_RATE_LIMIT",
+            env,
+            parse_number,
+        )?;
+        from_env(
+            &mut c.rate_burst,
+            "PATCHAUDIT_RATE_BURST",
+            env,
+            parse_number,
+        )?;
+        from_env(
+            &mut c.max_concurrent_requests,
+            "PATCHAUDIT_MAX_CONCURRENT_REQUESTS",
+            env,
+            parse_number,
+        )?;
+        from_env(
+            &mut c.header_timeout,
+            "PATCHAUDIT_HEADER_TIMEOUT",
+            env,
+            parse_skew,
+        )?;
+        from_env(
+            &mut c.body_timeout,
+            "PATCHAUDIT_BODY_TIMEOUT",
+            env,
+            parse_skew,
+        )?;
+
         c.database_url.set(
             flags.database_url.clone().map(DatabaseUrl::new),
             Source::Flag("--database-url"),
@@ -337,6 +530,70 @@ impl Config {
             Source::Flag("--signing-key"),
         );
 
+        c.token.set(
+            flags.token.clone().map(|t| Some(Secret::new(t))),
+            Source::Flag("--token"),
+        );
+        c.ca_cert
+            .set(flags.ca_cert.clone().map(Some), Source::Flag("--ca-cert"));
+        c.tls_cert
+            .set(flags.tls_cert.clone().map(Some), Source::Flag("--tls-cert"));
+        c.tls_key
+            .set(flags.tls_key.clone().map(Some), Source::Flag("--tls-key"));
+        c.allow_insecure_listen.set(
+            flags.allow_insecure_listen,
+            Source::Flag("--allow-insecure-listen"),
+        );
+        c.metrics_public
+            .set(flags.metrics_public, Source::Flag("--public-metrics"));
+        c.rate_limit
+            .set(flags.rate_limit, Source::Flag("--rate-limit"));
+        c.rate_burst
+            .set(flags.rate_burst, Source::Flag("--rate-burst"));
+        c.max_concurrent_requests.set(
+            flags.max_concurrent_requests,
+            Source::Flag("--max-concurrent-requests"),
+        );
+        c.header_timeout.set(
+            flags
+                .header_timeout
+                .as_deref()
+                .map(|s| parse_skew(s, "--header-timeout"))
+                .transpose()?,
+            Source::Flag("--header-timeout"),
+        );
+        c.body_timeout.set(
+            flags
+                .body_timeout
+                .as_deref()
+                .map(|s| parse_skew(s, "--body-timeout"))
+                .transpose()?,
+            Source::Flag("--body-timeout"),
+        );
+        if c.tls_cert.value.is_some() != c.tls_key.value.is_some() {
+            bail!(
+                "TLS needs both a certificate and a key: tls_cert is {} ({}), tls_key is {} ({})",
+                if c.tls_cert.value.is_some() {
+                    "set"
+                } else {
+                    "not set"
+                },
+                c.tls_cert.source,
+                if c.tls_key.value.is_some() {
+                    "set"
+                } else {
+                    "not set"
+                },
+                c.tls_key.source
+            );
+        }
+        if c.header_timeout.value.is_zero() {
+            bail!(
+                "header_timeout ({}) must be more than zero",
+                c.header_timeout.source
+            );
+        }
+
         if c.max_batch.value == 0 {
             bail!("max_batch ({}) must be at least 1", c.max_batch.source);
         }
@@ -356,6 +613,12 @@ impl Config {
             max_body_bytes: self.max_body_bytes.value,
             max_future_skew_micros: i64::try_from(self.future_skew.value.as_micros())
                 .unwrap_or(i64::MAX),
+            metrics_public: self.metrics_public.value,
+            rate_limit_per_second: self.rate_limit.value,
+            rate_limit_burst: self.rate_burst.value,
+            max_concurrent_requests: self.max_concurrent_requests.value,
+            body_timeout: self.body_timeout.value,
+            header_timeout: self.header_timeout.value,
         }
     }
 
@@ -368,45 +631,113 @@ impl Config {
             Some(p) => out.push_str(&format!("# config file: {}\n", p.display())),
             None => out.push_str("# config file: none\n"),
         }
-        let mut line =
-            |k: &str, v: String, s: &Source| out.push_str(&format!("{k} = {v}  # {s}\n"));
+        let line = |out: &mut String, k: &str, v: String, s: &Source| {
+            out.push_str(&format!("{k} = {v}  # {s}\n"))
+        };
         line(
+            &mut out,
             "database_url",
             q(&self.database_url.value.redacted()),
             &self.database_url.source,
         );
         line(
+            &mut out,
             "listen",
             q(&self.listen.value.to_string()),
             &self.listen.source,
         );
         line(
+            &mut out,
             "max_batch",
             self.max_batch.value.to_string(),
             &self.max_batch.source,
         );
         line(
+            &mut out,
             "max_body_bytes",
             self.max_body_bytes.value.to_string(),
             &self.max_body_bytes.source,
         );
         line(
+            &mut out,
             "future_skew",
             q(&humantime::format_duration(self.future_skew.value).to_string()),
             &self.future_skew.source,
         );
-        line("log", q(&self.log.value), &self.log.source);
+        line(&mut out, "log", q(&self.log.value), &self.log.source);
         if let Ok(p) = self.signing_key_path() {
             line(
+                &mut out,
                 "signing_key",
                 q(&p.display().to_string()),
                 &self.signing_key.source,
             );
         }
         match &self.server.value {
-            Some(s) => line("server", q(s), &self.server.source),
+            Some(s) => line(&mut out, "server", q(s), &self.server.source),
             None => out.push_str("# server: not set (client commands use the local database)\n"),
         }
+        match &self.token.value {
+            Some(_) => line(&mut out, "token", q("****"), &self.token.source),
+            None => out.push_str("# token: not set\n"),
+        }
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| q(&p.display().to_string()));
+        for (k, v, s) in [
+            ("ca_cert", path(&self.ca_cert.value), &self.ca_cert.source),
+            (
+                "tls_cert",
+                path(&self.tls_cert.value),
+                &self.tls_cert.source,
+            ),
+            ("tls_key", path(&self.tls_key.value), &self.tls_key.source),
+        ] {
+            match v {
+                Some(v) => line(&mut out, k, v, s),
+                None => out.push_str(&format!("# {k}: not set\n")),
+            }
+        }
+        line(
+            &mut out,
+            "allow_insecure_listen",
+            self.allow_insecure_listen.value.to_string(),
+            &self.allow_insecure_listen.source,
+        );
+        line(
+            &mut out,
+            "metrics_public",
+            self.metrics_public.value.to_string(),
+            &self.metrics_public.source,
+        );
+        line(
+            &mut out,
+            "rate_limit",
+            self.rate_limit.value.to_string(),
+            &self.rate_limit.source,
+        );
+        line(
+            &mut out,
+            "rate_burst",
+            self.rate_burst.value.to_string(),
+            &self.rate_burst.source,
+        );
+        line(
+            &mut out,
+            "max_concurrent_requests",
+            self.max_concurrent_requests.value.to_string(),
+            &self.max_concurrent_requests.source,
+        );
+        line(
+            &mut out,
+            "header_timeout",
+            q(&humantime::format_duration(self.header_timeout.value).to_string()),
+            &self.header_timeout.source,
+        );
+        line(
+            &mut out,
+            "body_timeout",
+            q(&humantime::format_duration(self.body_timeout.value).to_string()),
+            &self.body_timeout.source,
+        );
         out
     }
 
@@ -573,6 +904,64 @@ mod tests {
             DatabaseUrl::new("postgres://h/d").redacted(),
             "postgres://h/d"
         );
+    }
+
+    #[test]
+    fn tokens_never_show_and_security_settings_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "token = \"pa_file\"\nrate_limit = 5\nbody_timeout = \"10s\"\nmetrics_public = true\n",
+        )
+        .unwrap();
+        let flags = FlagValues {
+            config: Some(file.clone()),
+            rate_burst: Some(9),
+            ..Default::default()
+        };
+        let env = env_of(&[
+            ("PATCHAUDIT_TOKEN", "pa_env_secret"),
+            ("PATCHAUDIT_RATE_LIMIT", "7"),
+        ]);
+        let c = Config::load(&flags, &env).unwrap();
+        assert_eq!(c.token.value.as_ref().unwrap().expose(), "pa_env_secret");
+        assert_eq!(c.token.source, Source::Env("PATCHAUDIT_TOKEN"));
+        assert!(!format!("{c:?}").contains("pa_env_secret"));
+        assert!(!c.render().contains("pa_env_secret"));
+        assert!(c.render().contains("token = \"****\""), "{}", c.render());
+        assert_eq!(c.rate_limit.value, 7, "env beats file");
+        assert_eq!(c.rate_burst.value, 9);
+        assert_eq!(c.body_timeout.value, Duration::from_secs(10));
+        assert!(c.metrics_public.value);
+        let s = c.server_config();
+        assert_eq!((s.rate_limit_per_second, s.rate_limit_burst), (7, 9));
+        assert!(s.metrics_public);
+
+        let flags = FlagValues {
+            tls_cert: Some("/etc/pa/cert.pem".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Config::load(&flags, &env_of(&[])).unwrap_err());
+        assert!(err.contains("tls_key is not set"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::load(
+                &FlagValues::default(),
+                &env_of(&[("PATCHAUDIT_RATE_LIMIT", "fast")])
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("PATCHAUDIT_RATE_LIMIT"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::load(
+                &FlagValues::default(),
+                &env_of(&[("PATCHAUDIT_METRICS_PUBLIC", "maybe")])
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("PATCHAUDIT_METRICS_PUBLIC"), "{err}");
     }
 
     #[test]

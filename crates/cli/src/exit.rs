@@ -23,6 +23,9 @@ pub enum Code {
     Unverified = 7,
     /// `report --fail-on-overdue` found overdue (system, patch) pairs.
     Overdue = 8,
+    /// The server refused the credentials: no token, an unknown or revoked
+    /// one, or one without the scope or the right to write that system.
+    Denied = 9,
 }
 
 /// A failure with a message, optional detail lines, and an exit code.
@@ -117,7 +120,8 @@ impl Failure {
             400 | 413 | 415 | 422 => Code::Invalid,
             409 => Code::Conflict,
             404 => Code::NotFound,
-            502..=504 => Code::Unavailable,
+            401 | 403 => Code::Denied,
+            408 | 429 | 502..=504 => Code::Unavailable,
             _ => Code::Error,
         };
         let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();

@@ -12,6 +12,7 @@ mod compliance;
 mod config;
 mod exit;
 mod keys;
+mod tokens;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -57,6 +58,14 @@ struct GlobalArgs {
     /// beside the SQLite ledger, or in the working directory for PostgreSQL].
     #[arg(long, global = true, value_name = "FILE")]
     signing_key: Option<PathBuf>,
+    /// The API token to send to a server [env: PATCHAUDIT_TOKEN]. Prefer the environment
+    /// variable or the config file: a flag shows in the process list.
+    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A PEM CA certificate to trust for the server's TLS certificate, besides the system's
+    /// roots [env: PATCHAUDIT_CA_CERT].
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -235,6 +244,22 @@ Every report names the ledger checkpoint (tree size and root) it was computed fr
 recomputes it from the checkpoint recorded by T and the catalog, tags, policy and exceptions
 as they stood then, so it does not change when later events arrive.")]
     Report(compliance::ReportArgs),
+    /// Create, list and revoke API tokens.
+    #[command(after_help = "\
+Examples:
+  patchaudit token create --name admin --scope admin,read,ingest     # the first one: on the database
+  patchaudit token create --name agent-web-01 --scope ingest --system 'web-01'
+  patchaudit token create --name dc1-agents --scope ingest --tag site=dc1 --server https://pa.example
+  patchaudit token list
+  patchaudit token revoke 3f9a0c1d2e4b5a69
+
+Every /v1 endpoint needs a token: ingest to post events, read for queries, reports and proofs,
+admin for the catalog, policy, exceptions, tags and tokens. The token is printed once on stdout
+(TOKEN=$(patchaudit token create ...)); only its SHA-256 is stored. Without --server the command
+works on the database directly, which is how the first admin token is made. Clients send the token
+from --token, PATCHAUDIT_TOKEN or the config file. --system and --tag limit which systems a token
+may write events for; events for others are refused with 403 and nothing is recorded.")]
+    Token(tokens::TokenArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -251,6 +276,35 @@ struct ServeArgs {
     /// How far in the future applied_at may lie, e.g. 1h, 90s [env: PATCHAUDIT_FUTURE_SKEW] [default: 1h].
     #[arg(long, value_name = "DURATION")]
     future_skew: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key) [env: PATCHAUDIT_TLS_CERT].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert [env: PATCHAUDIT_TLS_KEY].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without TLS (tokens then cross the network in
+    /// clear text) [env: PATCHAUDIT_ALLOW_INSECURE_LISTEN].
+    #[arg(long)]
+    allow_insecure_listen: bool,
+    /// Serve /metrics without a token [env: PATCHAUDIT_METRICS_PUBLIC].
+    #[arg(long)]
+    public_metrics: bool,
+    /// Requests per second per token; 0 turns the limit off [env: PATCHAUDIT_RATE_LIMIT] [default: 100].
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// Requests a token may make in a burst [env: PATCHAUDIT_RATE_BURST] [default: 200].
+    #[arg(long, value_name = "N")]
+    rate_burst: Option<u32>,
+    /// Requests in flight beyond which new ones get a 503; 0 means no cap
+    /// [env: PATCHAUDIT_MAX_CONCURRENT_REQUESTS] [default: 512].
+    #[arg(long, value_name = "N")]
+    max_concurrent_requests: Option<usize>,
+    /// How long a client may take to send its request headers [env: PATCHAUDIT_HEADER_TIMEOUT] [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    header_timeout: Option<String>,
+    /// How long a client may take to send a request body [env: PATCHAUDIT_BODY_TIMEOUT] [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    body_timeout: Option<String>,
 }
 
 /// Output formats of event listings.

@@ -434,10 +434,30 @@ fn remote_mode_gives_the_same_answers_as_local() {
     .status
     .success());
 
+    // Who recorded them differs, and says how: the server's token, or the
+    // local user for events written straight to the database.
+    let by = |args: &[&str]| -> Vec<String> {
+        ndjson_lines(&stdout(&run(d, args)))
+            .iter()
+            .map(|e| e["recorded_by"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let remote_by = by(&["events", "--server", &url, "--format", "ndjson"]);
+    assert!(
+        remote_by.iter().all(|b| b.starts_with("test-admin#")),
+        "{remote_by:?}"
+    );
+    let local_by = by(&["events", "--database-url", &local_db, "--format", "ndjson"]);
+    assert!(
+        local_by.iter().all(|b| b.starts_with("local:")),
+        "{local_by:?}"
+    );
+
     let strip = |v: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
         v.into_iter()
             .map(|mut e| {
                 e.as_object_mut().unwrap().remove("recorded_at");
+                e.as_object_mut().unwrap().remove("recorded_by");
                 e
             })
             .collect()

@@ -1063,8 +1063,9 @@ fn a_fleet_report_locally_with_exceptions_formats_and_as_of() {
 
 // ------------------------------------------------------------------ server
 
-/// The same commands through a server, with `cli:$USER` kept as the actor;
-/// the local database is never touched, and the answers match local mode.
+/// The same commands through a server, with the token's principal kept as
+/// the actor; the local database is never touched, and the answers match
+/// local mode.
 #[test]
 fn through_a_server_with_the_actor_recorded() {
     // The CLI's own database URL names a file that must never be created.
@@ -1072,6 +1073,8 @@ fn through_a_server_with_the_actor_recorded() {
     let db = l.path().join("server.db");
     let srv = Server::start(l.path(), &db, &[]);
     let s = srv.url.as_str();
+    // Through a server, changes are recorded under the token that made them.
+    let remote_actor = format!("test-admin#{}", &srv.token[3..19]);
     let now = Timestamp::now();
 
     // ---- catalog
@@ -1096,7 +1099,7 @@ fn through_a_server_with_the_actor_recorded() {
     let e = l.json(&["catalog", "--server", s, "get", "KB-S1", "--format", "json"]);
     assert_eq!(e["severity"], "critical");
     assert_eq!(e["title"], "Remote critical");
-    assert_eq!(e["revision"]["changed_by"], ACTOR);
+    assert_eq!(e["revision"]["changed_by"], remote_actor);
     let page = l.json(&["catalog", "--server", s, "list", "--format", "json"]);
     assert_eq!(ids(&page), ["KB-S1", "KB-S2"]);
     let page = l.json(&[
@@ -1158,7 +1161,7 @@ fn through_a_server_with_the_actor_recorded() {
     let revs = h["revisions"].as_array().unwrap();
     assert_eq!(revs.len(), 2, "{h}");
     for r in revs {
-        assert_eq!(r["changed_by"], ACTOR, "{h}");
+        assert_eq!(r["changed_by"], remote_actor, "{h}");
     }
     assert_eq!(revs[1]["content"]["title"], "Remote critical, revised");
 
@@ -1204,7 +1207,7 @@ fn through_a_server_with_the_actor_recorded() {
         .to_string(),
     );
     let set = l.json(&["policy", "--server", s, "--set", &pci]);
-    assert_eq!(set["revision"]["changed_by"], ACTOR);
+    assert_eq!(set["revision"]["changed_by"], remote_actor);
     assert_eq!(set["scoped"][0]["tag"], "pci=in-scope");
     let stale0 = l.write(
         "stale0.json",
@@ -1216,7 +1219,7 @@ fn through_a_server_with_the_actor_recorded() {
     assert!(err.contains("stale_after_days"), "{err}");
     let shown = l.json(&["policy", "--server", s]);
     assert_eq!(shown["scoped"], set["scoped"]);
-    assert_eq!(shown["revision"]["changed_by"], ACTOR);
+    assert_eq!(shown["revision"]["changed_by"], remote_actor);
 
     // ---- events, an exception, the report
     let lg = |system: &str, patch: &str, status: &str, at: &str| {
@@ -1302,7 +1305,7 @@ fn through_a_server_with_the_actor_recorded() {
     let h = l.json(&["catalog", "--server", s, "history", "RLSA-2023:3220"]);
     let revs = h["revisions"].as_array().unwrap();
     assert_eq!(revs.len(), 2, "{h}");
-    assert_eq!(revs[1]["changed_by"], ACTOR);
+    assert_eq!(revs[1]["changed_by"], remote_actor);
     assert!(revs[1].get("content").is_none(), "{h}");
 
     // ---- the same answers from the server's database, read locally

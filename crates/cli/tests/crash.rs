@@ -44,7 +44,7 @@ async fn kill_9_while_streaming_loses_nothing_acknowledged() {
     let db = dir.path().join("ledger.db");
     let server = Server::start(dir.path(), &db, &[]);
     let url = server.url.clone();
-    let http = reqwest::Client::new();
+    let http = server.client();
 
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let sent: Arc<Mutex<HashMap<String, serde_json::Value>>> = Arc::default();

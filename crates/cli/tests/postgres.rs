@@ -65,7 +65,8 @@ async fn two_server_processes_write_one_correct_ledger() {
         (a.join().unwrap(), b.join().unwrap())
     });
     let urls = [a.url.clone(), b.url.clone()];
-    let http = reqwest::Client::new();
+    // One database, so each server knows the other's token too.
+    let http = a.client();
 
     const CLIENTS: usize = 12;
     const PER_CLIENT: usize = 60;
@@ -154,7 +155,8 @@ async fn a_database_outage_is_503_then_recovers_with_nothing_lost_or_doubled() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_url(dir.path(), &pg.url(), &[]);
     let url = server.url.clone();
-    let http = reqwest::Client::builder()
+    let http = server
+        .client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

@@ -32,11 +32,14 @@ pub enum ErrorCode {
     Future,
     /// The same `event_id` is used twice in one batch with different content.
     Conflict,
+    /// The caller's token may not write this value (a token limited to
+    /// some systems sent an event for another).
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::Required,
         ErrorCode::UnknownField,
         ErrorCode::ReadOnly,
@@ -49,6 +52,7 @@ impl ErrorCode {
         ErrorCode::InvalidValue,
         ErrorCode::Future,
         ErrorCode::Conflict,
+        ErrorCode::Forbidden,
     ];
 
     /// The stable snake_case name of the code.
@@ -66,6 +70,7 @@ impl ErrorCode {
             ErrorCode::InvalidValue => "invalid_value",
             ErrorCode::Future => "future",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

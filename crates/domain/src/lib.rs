@@ -5,6 +5,7 @@
 //! a [`RawEvent`] and call [`NewEvent::parse`], which reports every problem at
 //! once so that a client can fix a whole batch in one round trip.
 
+pub mod access;
 mod error;
 mod event;
 mod query;

@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 use patchaudit_domain::{
-    validate_batch, ErrorCode, EventFilter, FieldError, RecordedEvent, Status, ValidationContext,
+    validate_batch, ErrorCode, EventFilter, FieldError, NewEvent, RecordedEvent, Status,
+    ValidationContext,
 };
 use patchaudit_store::{Appended, Store};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,8 @@ use utoipa_axum::routes;
         (name = "events", description = "Record and query patch events"),
         (name = "fleet", description = "Systems and patches across the fleet"),
         (name = "proofs", description = "Signed checkpoints, and inclusion and consistency proofs of the ledger's Merkle tree"),
+        (name = "compliance", description = "The patch catalog, system tags, the SLA policy, exceptions and compliance reports"),
+        (name = "tokens", description = "API tokens: create, list and revoke (admin scope)"),
         (name = "operations", description = "Health, readiness and metrics")
     )
 )]
@@ -52,6 +55,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::proofs::consistency))
         .routes(routes!(crate::proofs::event_proof))
         .merge(crate::compliance::routes())
+        .merge(crate::auth::routes())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
@@ -59,7 +63,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 
 /// The whole application around `state`.
 pub fn router(state: AppState) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, mut api) = api_router().split_for_parts();
+    crate::auth::document(&mut api);
     let api = Arc::new(api);
     router
         .route(
@@ -69,8 +74,17 @@ pub fn router(state: AppState) -> Router {
                 async move { Json(api.as_ref().clone()) }
             }),
         )
+        // After routing, so the rule is found by the route's template.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require,
+        ))
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::guard,
+        ))
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
@@ -168,6 +182,13 @@ pub async fn ingest(
     decoded: Vec<Decoded>,
     recorded_by: &str,
 ) -> Result<IngestResponse, ApiError> {
+    let events = validate(config, decoded)?;
+    append(store, events, recorded_by).await
+}
+
+/// Checks the batch size and validates every event, reporting every
+/// problem at once.
+pub fn validate(config: &ServerConfig, decoded: Vec<Decoded>) -> Result<Vec<NewEvent>, ApiError> {
     if decoded.len() > config.max_batch {
         return Err(ApiError::TooLarge(format!(
             "the batch has {} events; the limit is {} (split it, or raise max_batch)",
@@ -187,7 +208,15 @@ pub async fn ingest(
             format!("must be a JSON object (a patch event), got {kind}"),
         )),
     });
-    let events = validate_batch(items, &ctx).map_err(ApiError::Validation)?;
+    validate_batch(items, &ctx).map_err(ApiError::Validation)
+}
+
+/// Appends validated events as one all-or-nothing batch, as `recorded_by`.
+pub async fn append(
+    store: &dyn Store,
+    events: Vec<NewEvent>,
+    recorded_by: &str,
+) -> Result<IngestResponse, ApiError> {
     let ids: Vec<Option<String>> = events
         .iter()
         .map(|e| e.event_id.as_ref().map(|i| i.as_str().to_owned()))
@@ -231,10 +260,16 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     let mut buf = Vec::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::Syntax {
-            line: 0,
-            column: 0,
-            message: format!("the request body could not be read: {e}"),
+        let chunk = chunk.map_err(|e| match crate::limits::is_deadline(&e) {
+            Some(limit) => ApiError::RequestTimeout(format!(
+                "the request body was not received within {} s; send it faster, or in smaller batches",
+                limit.as_secs_f64()
+            )),
+            None => ApiError::Syntax {
+                line: 0,
+                column: 0,
+                message: format!("the request body could not be read: {e}"),
+            },
         })?;
         total += chunk.len();
         if total <= limit {
@@ -305,6 +340,8 @@ fn body_decoder(headers: &HeaderMap) -> Result<Decoder, ApiError> {
         (status = 201, description = "At least one event was recorded", body = IngestResponse),
         (status = 200, description = "Every event was already recorded (idempotent retry)", body = IngestResponse),
         (status = 400, description = "The body is not well-formed; the problem names the line and column", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the ingest scope, or is limited to some systems and the batch names others; `errors` lists each such event", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received within the body timeout", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An event_id is already recorded with different content", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body or the batch is over its limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Unsupported content type", body = Problem, content_type = "application/problem+json"),
@@ -314,6 +351,7 @@ fn body_decoder(headers: &HeaderMap) -> Result<Decoder, ApiError> {
 )]
 async fn post_events(
     State(st): State<AppState>,
+    crate::auth::Caller(who): crate::auth::Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -324,7 +362,9 @@ async fn post_events(
         column: e.column,
         message: e.message,
     })?;
-    let out = ingest(st.store.as_ref(), &st.config, decoded, "").await?;
+    let events = validate(&st.config, decoded)?;
+    crate::auth::check_systems(st.store.as_ref(), &who.token, &events).await?;
+    let out = append(st.store.as_ref(), events, &who.label()).await?;
     let status = if out.created > 0 {
         StatusCode::CREATED
     } else {

@@ -1,9 +1,8 @@
 //! The compliance API: the catalog, system tags, the SLA policy,
 //! exceptions and the compliance report.
 //!
-//! Every write names who made it. Until API tokens exist it is the
-//! `X-Patchaudit-Actor` header (default `api`); it is kept in each record's
-//! revision history.
+//! Every write is recorded with who made it: the principal of the token
+//! that sent it (`name#id`), kept in each record's revision history.
 
 use crate::error::ApiError;
 use crate::params::Params;
@@ -25,31 +24,6 @@ use patchaudit_store::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-/// The header that names who makes a change, until API tokens do.
-pub const ACTOR_HEADER: &str = "x-patchaudit-actor";
-
-/// Who makes a change: the actor header, checked, or `api`.
-fn actor(headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(v) = headers.get(ACTOR_HEADER) else {
-        return Ok("api".into());
-    };
-    let s = v.to_str().map_err(|_| {
-        ApiError::BadParameters(vec![FieldError::new(
-            ACTOR_HEADER,
-            ErrorCode::Format,
-            "must be visible ASCII",
-        )])
-    })?;
-    if s.is_empty() || s.len() > 256 {
-        return Err(ApiError::BadParameters(vec![FieldError::new(
-            ACTOR_HEADER,
-            ErrorCode::Format,
-            "must be 1 to 256 characters",
-        )]));
-    }
-    Ok(s.to_owned())
-}
 
 async fn json_body<T: DeserializeOwned>(st: &AppState, body: Body) -> Result<T, ApiError> {
     let bytes = crate::api::read_body(body, st.config.max_body_bytes).await?;
@@ -274,10 +248,10 @@ fn invalid_indexed(errors: Vec<(usize, Vec<FieldError>)>) -> ApiError {
 async fn put_catalog_entry(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    crate::auth::Caller(caller): crate::auth::Caller,
     body: Body,
 ) -> Result<Json<CatalogOut>, ApiError> {
-    let who = actor(&headers)?;
+    let who = caller.label();
     let input: CatalogIn = json_body(&st, body).await?;
     let entry = input.parse(Some(&id)).map_err(ApiError::InvalidDocument)?;
     let rec = records::put_catalog(&*st.store, std::slice::from_ref(&entry), &who).await?;
@@ -297,10 +271,10 @@ async fn put_catalog_entry(
 )]
 async fn post_catalog(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    crate::auth::Caller(caller): crate::auth::Caller,
     body: Body,
 ) -> Result<Json<CatalogWriteOut>, ApiError> {
-    let who = actor(&headers)?;
+    let who = caller.label();
     let input: Vec<CatalogIn> = json_body(&st, body).await?;
     if input.len() > st.config.max_batch {
         return Err(ApiError::TooLarge(format!(
@@ -405,9 +379,9 @@ pub async fn catalog_entry_out(
 async fn delete_catalog_entry(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    crate::auth::Caller(caller): crate::auth::Caller,
 ) -> Result<StatusCode, ApiError> {
-    let who = actor(&headers)?;
+    let who = caller.label();
     // The store refuses, as not found, to delete what does not exist.
     st.store
         .put_records(
@@ -571,10 +545,10 @@ pub struct TagsOut {
 async fn put_tags(
     State(st): State<AppState>,
     Path(system): Path<String>,
-    headers: HeaderMap,
+    crate::auth::Caller(caller): crate::auth::Caller,
     body: Body,
 ) -> Result<Json<TagsOut>, ApiError> {
-    let who = actor(&headers)?;
+    let who = caller.label();
     let input: TagsIn = json_body(&st, body).await?;
     let id = SystemId::parse(system.clone()).map_err(|(c, m)| {
         ApiError::InvalidDocument(vec![FieldError::new("system", c, format!("system {m}"))])
@@ -766,10 +740,10 @@ pub async fn policy_out(store: &dyn Store) -> Result<PolicyOut, ApiError> {
 )]
 async fn put_policy(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    crate::auth::Caller(caller): crate::auth::Caller,
     body: Body,
 ) -> Result<Json<PolicyOut>, ApiError> {
-    let who = actor(&headers)?;
+    let who = caller.label();
     let input: PolicyWire = json_body(&st, body).await?;
     let policy = input.parse().map_err(ApiError::InvalidDocument)?;
     let rec = records::put_policy(&*st.store, &policy, &who).await?;
@@ -869,10 +843,10 @@ pub struct ExceptionList {
 )]
 async fn post_exception(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    crate::auth::Caller(caller): crate::auth::Caller,
     body: Body,
 ) -> Result<(StatusCode, Json<ExceptionOut>), ApiError> {
-    let who = actor(&headers)?;
+    let who = caller.label();
     let input: ExceptionIn = json_body(&st, body).await?;
     let x = create_exception(&*st.store, input, &who).await?;
     Ok((
@@ -966,9 +940,9 @@ async fn list_exceptions(
 async fn post_revoke(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    crate::auth::Caller(caller): crate::auth::Caller,
 ) -> Result<Json<ExceptionOut>, ApiError> {
-    let who = actor(&headers)?;
+    let who = caller.label();
     let x = revoke_exception(&*st.store, &id, &who).await?;
     Ok(Json(ExceptionOut::new(&x, Timestamp::now())))
 }

@@ -114,6 +114,31 @@ pub enum ApiError {
     /// The method is not allowed on this route (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No usable credentials: no token, a malformed one, an unknown one or
+    /// a revoked one (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token is valid but may not do this (403). `errors` names the
+    /// events a token limited to some systems may not write.
+    #[error("{detail}")]
+    Forbidden {
+        /// What is not allowed.
+        detail: String,
+        /// Per-event problems, for a batch with events the token may not write.
+        errors: Vec<IndexedFieldError>,
+    },
+    /// The token is over its request rate (429).
+    #[error("rate limited; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Whole seconds until a request will be accepted again.
+        retry_after_secs: u64,
+    },
+    /// The client took too long to send its request (408).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The server is at its cap of concurrent requests (503).
+    #[error("{0}")]
+    Busy(String),
     /// The database is unreachable or busy (503).
     #[error("{0}")]
     Unavailable(String),
@@ -321,6 +346,50 @@ impl ApiError {
                     "this endpoint does not accept that method; see /v1/openapi.json".into(),
                 ),
             ),
+            ApiError::Unauthorized(m) => (
+                S::UNAUTHORIZED,
+                problem("unauthorized", "Unauthorized", S::UNAUTHORIZED, m.clone()),
+            ),
+            ApiError::Forbidden { detail, errors } => {
+                let mut p = problem("forbidden", "Forbidden", S::FORBIDDEN, detail.clone());
+                p.errors = errors
+                    .iter()
+                    .take(MAX_LISTED_ERRORS)
+                    .map(|e| ProblemFieldError {
+                        index: Some(e.index),
+                        field: e.error.field.clone(),
+                        code: e.error.code.as_str().into(),
+                        message: e.error.message.clone(),
+                    })
+                    .collect();
+                p.errors_omitted =
+                    (errors.len() > MAX_LISTED_ERRORS).then(|| errors.len() - MAX_LISTED_ERRORS);
+                (S::FORBIDDEN, p)
+            }
+            ApiError::RateLimited { retry_after_secs } => (
+                S::TOO_MANY_REQUESTS,
+                problem(
+                    "rate-limited",
+                    "Too many requests",
+                    S::TOO_MANY_REQUESTS,
+                    format!(
+                        "this token is over its request rate; retry after {retry_after_secs} s"
+                    ),
+                ),
+            ),
+            ApiError::RequestTimeout(m) => (
+                S::REQUEST_TIMEOUT,
+                problem(
+                    "request-timeout",
+                    "Request timeout",
+                    S::REQUEST_TIMEOUT,
+                    m.clone(),
+                ),
+            ),
+            ApiError::Busy(m) => (
+                S::SERVICE_UNAVAILABLE,
+                problem("busy", "Server busy", S::SERVICE_UNAVAILABLE, m.clone()),
+            ),
             ApiError::Unavailable(m) => {
                 tracing::warn!(error = %m, "store unavailable");
                 (
@@ -351,6 +420,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let (status, body) = self.to_problem();
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (status, bytes).into_response();
@@ -361,6 +435,17 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if unauthorized {
+            // RFC 6750: tell the client which scheme the endpoint wants.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"patchaudit\""),
+            );
         }
         resp
     }

@@ -11,12 +11,17 @@
 //! same list, so the two cannot drift apart.
 
 mod api;
+pub mod auth;
 pub mod compliance;
 pub mod error;
+pub mod limits;
 mod metrics_layer;
-mod params;
+// Public only so that the fuzz targets (fuzz/) can reach the query parser.
+#[doc(hidden)]
+pub mod params;
 pub mod proofs;
 pub mod report_out;
+pub mod serve;
 pub mod wire;
 
 use axum::Router;
@@ -41,6 +46,20 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How far in the future an `applied_at` may lie, in microseconds.
     pub max_future_skew_micros: i64,
+    /// Whether `/metrics` answers without a token.
+    pub metrics_public: bool,
+    /// Requests per second each token may make; 0 turns rate limiting off.
+    pub rate_limit_per_second: u32,
+    /// How many requests a token may make at once above its rate.
+    pub rate_limit_burst: u32,
+    /// Requests in flight beyond which new ones get a 503; 0 means no cap.
+    pub max_concurrent_requests: usize,
+    /// How long a client may take to send a request body; zero means no
+    /// deadline.
+    pub body_timeout: std::time::Duration,
+    /// How long a client may take to send a request's headers (and finish
+    /// its TLS handshake).
+    pub header_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +68,12 @@ impl Default for ServerConfig {
             max_batch: 10_000,
             max_body_bytes: 64 * 1024 * 1024,
             max_future_skew_micros: patchaudit_domain::ValidationContext::DEFAULT_SKEW_MICROS,
+            metrics_public: false,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            max_concurrent_requests: 512,
+            body_timeout: std::time::Duration::from_secs(60),
+            header_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -63,6 +88,10 @@ pub struct AppState {
     /// The pair facts of the latest compliance report, so the next one
     /// reads only what changed.
     pub facts: Arc<patchaudit_store::compliance::FactsCache>,
+    /// The per-token rate limiter.
+    pub limiter: Arc<auth::Limiter>,
+    /// Permits for requests in flight, when they are capped.
+    pub in_flight: Option<Arc<tokio::sync::Semaphore>>,
     metrics: PrometheusHandle,
 }
 
@@ -71,6 +100,12 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         AppState {
             store,
+            limiter: Arc::new(auth::Limiter::new(
+                config.rate_limit_per_second,
+                config.rate_limit_burst,
+            )),
+            in_flight: (config.max_concurrent_requests > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests))),
             config: Arc::new(config),
             facts: Arc::default(),
             metrics: metrics_handle(),
@@ -147,26 +182,31 @@ pub fn router(state: AppState) -> Router {
 
 /// The OpenAPI document of the API, as served at `/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api::api_router().split_for_parts().1
+    let mut doc = api::api_router().split_for_parts().1;
+    auth::document(&mut doc);
+    doc
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight and returns.
+/// Serves the API on `listener`, in plain HTTP, until `shutdown` resolves,
+/// then finishes the requests in flight and returns.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let app = router(state);
-    // Without TCP_NODELAY, a small response written after another on a
-    // keep-alive connection waits for the client's delayed ACK: 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    run_with(listener, state, None, shutdown).await
+}
+
+/// Like [`run`], with TLS when `tls` is given (see [`serve::load_tls`]).
+pub async fn run_with(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let opts = serve::ServeOptions {
+        tls,
+        header_read_timeout: state.config.header_timeout,
+    };
+    serve::serve(listener, router(state), opts, shutdown).await
 }

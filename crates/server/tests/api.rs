@@ -75,7 +75,8 @@ async fn single_event_is_created_and_read_back_exactly() {
         "reboot_required": true,
         "change_ref": "CHG-42",
         "recorded_at": recorded_at,
-        "recorded_by": ""
+        // The token that sent it: its name and id.
+        "recorded_by": format!("test-admin#{}", &srv.token[3..19])
     });
     assert_eq!(got.json(), expected);
     srv.shutdown().await;
@@ -1515,6 +1516,10 @@ async fn every_documented_operation_is_routed() {
         ("post", "/v1/exceptions"),
         ("post", "/v1/exceptions/{id}/revoke"),
         ("get", "/v1/reports/compliance"),
+        ("get", "/v1/tokens"),
+        ("post", "/v1/tokens"),
+        ("get", "/v1/tokens/{id}"),
+        ("post", "/v1/tokens/{id}/revoke"),
     ] {
         assert!(
             operations
@@ -1543,11 +1548,16 @@ async fn every_documented_operation_is_routed() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let exception_id = r.json()["id"].as_str().unwrap().to_owned();
+    // A token to read and revoke (not the one the client uses).
+    let spare = common::make_token(&srv.store, "spare", &["read"]).await;
+    let token_id = spare[3..19].to_owned();
     operations.sort_by_key(|(m, _)| m == "delete");
 
     for (method, path) in &operations {
         let id = if path.starts_with("/v1/exceptions") {
             exception_id.as_str()
+        } else if path.starts_with("/v1/tokens") {
+            token_id.as_str()
         } else {
             "KB1"
         };
@@ -1577,6 +1587,9 @@ async fn every_documented_operation_is_routed() {
             ("put", "/v1/policy") => Some(serde_json::json!({
                 "default": {"critical": 30, "high": 30, "medium": 90, "low": 180},
                 "stale_after_days": 7})),
+            ("post", "/v1/tokens") => {
+                Some(serde_json::json!({"name": "agent-1", "scopes": ["ingest"]}))
+            }
             ("post", "/v1/exceptions") => Some(serde_json::json!({
                 "patch_id": "KB1", "tag": "env=prod", "reason": "r", "approver": "a",
                 "expires_at": "2999-01-01T00:00:00Z"})),

@@ -37,6 +37,8 @@ pub enum RecordKind {
     Policy,
     /// Exceptions, by exception id.
     Exception,
+    /// API tokens, by token id (see [`crate::tokens`]).
+    Token,
 }
 
 impl RecordKind {
@@ -47,6 +49,7 @@ impl RecordKind {
             RecordKind::System => "system",
             RecordKind::Policy => "policy",
             RecordKind::Exception => "exception",
+            RecordKind::Token => "token",
         }
     }
 }
@@ -358,6 +361,15 @@ pub async fn system_tags(
             Ok((id, t))
         })
         .collect()
+}
+
+/// The current tags of one system (none if it has never been tagged).
+pub async fn tags_of(store: &dyn Store, system: &str) -> Result<Tags, StoreError> {
+    let history = store.record_history(RecordKind::System, system).await?;
+    match history.last().and_then(|r| r.body.as_deref()) {
+        Some(body) => decode_tags(system, body),
+        None => Ok(Tags::default()),
+    }
 }
 
 /// Replaces a system's tags.

@@ -18,6 +18,7 @@ mod group;
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod tokens;
 pub mod tree;
 
 use async_trait::async_trait;

@@ -11,8 +11,14 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_patchaudit"))
 }
 
+/// Where [`Server::start`] leaves the admin token it made, so that every
+/// later command in the same directory sends it, as an operator's
+/// environment would.
+pub const TOKEN_FILE: &str = ".test-token";
+
 /// A command in `dir` with a clean PATCHAUDIT_* environment, so the
-/// developer's own settings never leak into a test.
+/// developer's own settings never leak into a test. If a server was
+/// started for `dir`, `PATCHAUDIT_TOKEN` carries its admin token.
 pub fn cmd(dir: &Path) -> Command {
     let mut c = Command::new(bin());
     c.current_dir(dir);
@@ -21,12 +27,61 @@ pub fn cmd(dir: &Path) -> Command {
             c.env_remove(k);
         }
     }
+    if let Ok(token) = std::fs::read_to_string(dir.join(TOKEN_FILE)) {
+        c.env("PATCHAUDIT_TOKEN", token.trim());
+    }
     c
 }
 
-/// Runs the binary with `args` in `dir` and returns its output.
+/// Makes a token on the database at `url` with `token create`, as an
+/// operator bootstraps a fresh server; returns it.
+pub fn create_token(dir: &Path, url: &str, name: &str, scopes: &str, extra: &[&str]) -> String {
+    let out = cmd(dir)
+        .args([
+            "token",
+            "create",
+            "--database-url",
+            url,
+            "--name",
+            name,
+            "--scope",
+            scopes,
+        ])
+        .args(extra)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("pa_"), "not a token: {token:?}");
+    token
+}
+
+/// Where each server started in a directory leaves `URL TOKEN`, so that a
+/// command naming `--server URL` sends that server's token.
+pub const TOKENS_FILE: &str = ".test-tokens";
+
+/// Runs the binary with `args` in `dir` and returns its output. A
+/// `--server URL` of a server started in `dir` gets that server's token.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
-    cmd(dir).args(args).output().expect("the binary runs")
+    let mut c = cmd(dir);
+    if let Some(url) = args
+        .iter()
+        .position(|a| *a == "--server")
+        .and_then(|i| args.get(i + 1))
+    {
+        let known = std::fs::read_to_string(dir.join(TOKENS_FILE)).unwrap_or_default();
+        if let Some(token) = known
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{url} ")))
+        {
+            c.env("PATCHAUDIT_TOKEN", token.trim());
+        }
+    }
+    c.args(args).output().expect("the binary runs")
 }
 
 /// stdout as text.
@@ -45,6 +100,8 @@ pub struct Server {
     pub child: Child,
     /// Its base URL.
     pub url: String,
+    /// An `ingest,read,admin` token of its database.
+    pub token: String,
 }
 
 impl Server {
@@ -54,10 +111,21 @@ impl Server {
         Server::start_url(dir, &format!("sqlite://{}", db.display()), extra)
     }
 
-    /// Starts `serve` on a free loopback port with any database URL.
+    /// Starts `serve` on a free loopback port with any database URL. The
+    /// first start in `dir` makes an admin token on the database and leaves
+    /// it in [`TOKEN_FILE`] for later commands.
     pub fn start_url(dir: &Path, url: &str, extra: &[&str]) -> Server {
+        let token = create_token(dir, url, "test-admin", "ingest,read,admin", &[]);
+        // Tests hammer one token far faster than any real client, so the
+        // per-token rate limit is off unless a test sets it.
+        let rate: &[&str] = if extra.contains(&"--rate-limit") {
+            &[]
+        } else {
+            &["--rate-limit", "0"]
+        };
         let mut child = cmd(dir)
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+            .args(rate)
             .args(extra)
             .env("PATCHAUDIT_LOG", "warn")
             .stdout(Stdio::piped())
@@ -74,7 +142,34 @@ impl Server {
             .strip_prefix("patchaudit listening on ")
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .to_owned();
-        Server { child, url: addr }
+        std::fs::write(dir.join(TOKEN_FILE), &token).expect("write the token file");
+        let mut known = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(TOKENS_FILE))
+            .expect("open the tokens file");
+        std::io::Write::write_all(&mut known, format!("{addr} {token}\n").as_bytes())
+            .expect("write the tokens file");
+        Server {
+            child,
+            url: addr,
+            token,
+        }
+    }
+
+    /// An HTTP client that sends this server's token.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let mut h = reqwest::header::HeaderMap::new();
+        let mut v =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.token)).unwrap();
+        v.set_sensitive(true);
+        h.insert(reqwest::header::AUTHORIZATION, v);
+        reqwest::Client::builder().default_headers(h)
+    }
+
+    /// [`Server::client_builder`], built.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().expect("build a client")
     }
 
     /// Kills the process with SIGKILL: no shutdown hooks, no flushing.

@@ -1,5 +1,10 @@
 //! A real server on a loopback port over a fresh SQLite ledger, and a small
 //! client around reqwest that refuses to see a 5xx.
+//!
+//! Every server has an `ingest,read,admin` token made on its store before
+//! it starts (as `patchaudit token create` does on a fresh database), and
+//! the client sends it with every request; tests of authentication itself
+//! use [`TestServer::bare`], a client without it.
 
 #![allow(dead_code)]
 
@@ -15,7 +20,14 @@ use tokio::task::JoinHandle;
 /// A running server; call [`TestServer::shutdown`] at the end of a test.
 pub struct TestServer {
     pub base: String,
+    /// Sends the all-scopes token with every request.
     pub client: reqwest::Client,
+    /// Sends no token.
+    pub bare: reqwest::Client,
+    /// The all-scopes token.
+    pub token: String,
+    /// The ledger, for tests that make tokens of their own.
+    pub store: Arc<dyn patchaudit_store::Store>,
     shutdown: oneshot::Sender<()>,
     handle: JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
@@ -93,8 +105,14 @@ impl Resp {
 }
 
 impl TestServer {
+    /// A server with the default limits, but no rate limit: a test may
+    /// send requests faster than any client should.
     pub async fn start() -> Self {
-        Self::with_config(ServerConfig::default()).await
+        Self::with_config(ServerConfig {
+            rate_limit_per_second: 0,
+            ..ServerConfig::default()
+        })
+        .await
     }
 
     pub async fn with_config(config: ServerConfig) -> Self {
@@ -110,13 +128,18 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState::new(Arc::new(store), config);
+        let store: Arc<dyn patchaudit_store::Store> = Arc::new(store);
+        let token = make_token(&store, "test-admin", &["ingest", "read", "admin"]).await;
+        let state = AppState::new(store.clone(), config);
         let handle = tokio::spawn(run(listener, state, async move {
             let _ = rx.await;
         }));
         TestServer {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: client_with(&token),
+            bare: reqwest::Client::new(),
+            token,
+            store,
             shutdown: tx,
             handle,
             _dir: dir,
@@ -218,12 +241,14 @@ impl TestServer {
     pub async fn shutdown(self) {
         let TestServer {
             client,
+            bare,
             shutdown,
             handle,
             _dir,
             ..
         } = self;
         drop(client);
+        drop(bare);
         shutdown.send(()).expect("the server is still running");
         let res = tokio::time::timeout(Duration::from_secs(30), handle)
             .await
@@ -231,6 +256,48 @@ impl TestServer {
             .expect("the server task must not panic");
         res.expect("the server must stop without an I/O error");
     }
+}
+
+/// Makes a token directly on the store, as the CLI does locally; returns
+/// the bearer token.
+pub async fn make_token(
+    store: &Arc<dyn patchaudit_store::Store>,
+    name: &str,
+    scopes: &[&str],
+) -> String {
+    make_limited_token(store, name, scopes, &[], &[]).await
+}
+
+/// Makes a token limited to systems matching `systems` or tagged `tags`.
+pub async fn make_limited_token(
+    store: &Arc<dyn patchaudit_store::Store>,
+    name: &str,
+    scopes: &[&str],
+    systems: &[&str],
+    tags: &[&str],
+) -> String {
+    let input = patchaudit_server::auth::TokenIn {
+        name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        systems: systems.iter().map(|s| s.to_string()).collect(),
+        tags: tags.iter().map(|s| s.to_string()).collect(),
+    };
+    let (_, bearer) = patchaudit_server::auth::create_token(store.as_ref(), input, "local:test")
+        .await
+        .expect("create a token");
+    bearer.reveal()
+}
+
+/// A client that sends `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    v.set_sensitive(true);
+    h.insert(reqwest::header::AUTHORIZATION, v);
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .expect("build a client")
 }
 
 /// Parses an NDJSON body.
