@@ -57,7 +57,8 @@ macro_rules! conformance_suite {
             pair_facts_equal_a_full_fold_on_random_ledgers,
             reports_as_of_an_instant_do_not_change,
             cached_facts_follow_every_append,
-            a_report_is_derived_again_from_its_instant_and_checkpoint
+            a_report_is_derived_again_from_its_instant_and_checkpoint,
+            tokens_are_created_revoked_once_and_never_edited
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -830,6 +831,54 @@ pub async fn recorded_by_is_kept(store: Arc<dyn Store>) {
         "agent:web-01"
     );
     assert_eq!(store.get(1).await.unwrap().unwrap().recorded_by, "");
+}
+
+/// A token is read back as created, revoked once with who and when, and
+/// both revisions stay in the append-only history.
+pub async fn tokens_are_created_revoked_once_and_never_edited(store: Arc<dyn Store>) {
+    use crate::tokens::{self, Token};
+    use patchaudit_domain::access::{Scopes, SystemPattern, TokenName};
+    let t = Token {
+        id: "00112233445566aa".into(),
+        name: TokenName::parse("agent-web-01", "name").unwrap(),
+        scopes: Scopes::parse(&["ingest"], "scopes").unwrap(),
+        systems: vec![SystemPattern::parse("web-*", "systems").unwrap()],
+        tags: Vec::new(),
+        secret_sha256: "cd".repeat(32),
+        created_at: Timestamp::from_micros(1_700_000_000_000_000),
+        created_by: "local:root".into(),
+        revoked: None,
+    };
+    assert_eq!(tokens::get(&*store, &t.id).await.unwrap(), None);
+    let created = tokens::create(&*store, &t).await.unwrap();
+    assert_eq!(created, t);
+    assert_eq!(tokens::get(&*store, &t.id).await.unwrap(), Some(t.clone()));
+    assert!(
+        tokens::create(&*store, &t).await.is_err(),
+        "an id is never reused"
+    );
+    let revoked = tokens::revoke(&*store, &t.id, "admin#1").await.unwrap();
+    let (at, by) = revoked.revoked.clone().expect("revoked");
+    assert_eq!(by, "admin#1");
+    assert_eq!(
+        tokens::get(&*store, &t.id).await.unwrap(),
+        Some(revoked.clone())
+    );
+    // Revoking again writes nothing and keeps the first revocation.
+    let again = tokens::revoke(&*store, &t.id, "admin#2").await.unwrap();
+    assert_eq!(again.revoked, Some((at, "admin#1".into())));
+    let history = store
+        .record_history(crate::compliance::RecordKind::Token, &t.id)
+        .await
+        .unwrap();
+    let who: Vec<&str> = history.iter().map(|r| r.changed_by.as_str()).collect();
+    assert_eq!(who, ["local:root", "admin#1"]);
+    assert!(matches!(
+        tokens::revoke(&*store, "ffffffffffffffff", "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let all = tokens::list(&*store).await.unwrap();
+    assert_eq!(all, vec![revoked]);
 }
 
 /// The PostgreSQL server tests use: `PATCHAUDIT_TEST_PG_URL`, or the local

@@ -1,0 +1,319 @@
+//! Tokens, TLS and listening rules, through the real binary: how an
+//! operator bootstraps a server, hands agents limited tokens, revokes
+//! them, and serves over TLS.
+
+mod common;
+
+use common::{cmd, stderr, stdout, Server};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::Path;
+use std::process::Output;
+
+/// Runs the binary in `dir` with exactly this environment on top of a
+/// clean one (no token unless given).
+fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = cmd(dir);
+    c.env_remove("PATCHAUDIT_TOKEN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args).output().expect("the binary runs")
+}
+
+#[test]
+fn an_operator_bootstraps_hands_out_a_limited_token_and_revokes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The first admin token is made on the database, before any server.
+    let o = run_env(
+        d,
+        &[
+            "token",
+            "create",
+            "--name",
+            "root",
+            "--scope",
+            "admin,read,ingest",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let admin = stdout(&o).trim().to_owned();
+    assert!(
+        admin.starts_with("pa_"),
+        "stdout is the token alone: {admin:?}"
+    );
+    assert!(stderr(&o).contains("shown only now"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains(&admin[20..]),
+        "the secret is printed once, on stdout"
+    );
+
+    let srv = Server::start(d, &d.join("patchaudit.db"), &[]);
+    let url = srv.url.as_str();
+
+    // No token: refused, exit 9, and the message says what to do.
+    let o = run_env(d, &["systems", "--server", url], &[]);
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bearer token"), "{}", stderr(&o));
+    // The token from the environment or from --token.
+    let o = run_env(
+        d,
+        &["systems", "--server", url],
+        &[("PATCHAUDIT_TOKEN", &admin)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_env(d, &["systems", "--server", url, "--token", &admin], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // An agent's token, made through the server, limited to web-*.
+    let o = run_env(
+        d,
+        &[
+            "token",
+            "create",
+            "--server",
+            url,
+            "--name",
+            "agent-web",
+            "--scope",
+            "ingest",
+            "--system",
+            "web-*",
+            "--format",
+            "json",
+        ],
+        &[("PATCHAUDIT_TOKEN", &admin)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let agent = created["token"].as_str().unwrap().to_owned();
+    let agent_id = created["id"].as_str().unwrap().to_owned();
+    assert!(
+        created["created_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("test-admin#")
+            || created["created_by"].as_str().unwrap().starts_with("root#")
+    );
+
+    let log = |system: &str, token: &str| {
+        run_env(
+            d,
+            &[
+                "log",
+                "--server",
+                url,
+                "--system",
+                system,
+                "--patch-id",
+                "KB1",
+                "--status",
+                "success",
+            ],
+            &[("PATCHAUDIT_TOKEN", token)],
+        )
+    };
+    let o = log("db-01", &agent);
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    assert!(stderr(&o).contains("db-01"), "{}", stderr(&o));
+    let o = log("web-01", &agent);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The event says which token recorded it.
+    let o = run_env(
+        d,
+        &["events", "--server", url, "--format", "ndjson"],
+        &[("PATCHAUDIT_TOKEN", &admin)],
+    );
+    let e: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(e["recorded_by"], format!("agent-web#{agent_id}"));
+    // An ingest token cannot read.
+    let o = run_env(
+        d,
+        &["systems", "--server", url],
+        &[("PATCHAUDIT_TOKEN", &agent)],
+    );
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs read"), "{}", stderr(&o));
+
+    // Listed, locally and through the server, never with a secret.
+    for args in [
+        vec!["token", "list", "--format", "json"],
+        vec!["token", "list", "--format", "json", "--server", url],
+    ] {
+        let o = run_env(d, &args, &[("PATCHAUDIT_TOKEN", &admin)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(out.contains(&agent_id) && out.contains("\"root\""), "{out}");
+        assert!(
+            !out.contains(&agent[20..]) && !out.contains(&admin[20..]),
+            "{out}"
+        );
+    }
+    let o = run_env(d, &["token", "list"], &[]);
+    assert!(stdout(&o).contains("web-*"), "{}", stdout(&o));
+
+    // Revoked on the database: the running server refuses it at once.
+    let o = run_env(d, &["token", "revoke", &agent_id], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = log("web-02", &agent);
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    assert!(stderr(&o).contains("revoked"), "{}", stderr(&o));
+    let o = run_env(d, &["token", "revoke", "ffffffffffffffff"], &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+
+    // Bad requests name the field.
+    let o = run_env(
+        d,
+        &["token", "create", "--name", "x y", "--scope", "write"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("name") && stderr(&o).contains("write"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "patchaudit test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_path, cert, key) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("server.pem"),
+        dir.path().join("server.key"),
+    );
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    Pki {
+        _dir: dir,
+        ca: ca_path,
+        cert,
+        key,
+    }
+}
+
+#[test]
+fn serve_speaks_tls_and_clients_verify_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = pki();
+    let (cert, key, ca) = (
+        pki.cert.to_str().unwrap(),
+        pki.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    let srv = Server::start(d, &d.join("l.db"), &["--tls-cert", cert, "--tls-key", key]);
+    assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
+    let token = srv.token.clone();
+    let env = [("PATCHAUDIT_TOKEN", token.as_str())];
+    // Without the private CA the certificate is not trusted.
+    let o = run_env(d, &["systems", "--server", &srv.url], &env);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot reach the server"),
+        "{}",
+        stderr(&o)
+    );
+    // With --ca-cert (or PATCHAUDIT_CA_CERT) it is.
+    let o = run_env(d, &["systems", "--server", &srv.url, "--ca-cert", ca], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_env(
+        d,
+        &[
+            "log",
+            "--server",
+            &srv.url,
+            "--system",
+            "web-01",
+            "--patch-id",
+            "KB1",
+            "--status",
+            "success",
+        ],
+        &[
+            ("PATCHAUDIT_TOKEN", token.as_str()),
+            ("PATCHAUDIT_CA_CERT", ca),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A CA file that holds no certificate is named.
+    let o = run_env(
+        d,
+        &["systems", "--server", &srv.url, "--ca-cert", key],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("server.key"), "{}", stderr(&o));
+
+    // A missing key or certificate stops serve with one clear line.
+    let o = run_env(
+        d,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            "/nonexistent/k.pem",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent/k.pem"), "{}", stderr(&o));
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_tls_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run_env(d, &["serve", "--listen", "0.0.0.0:0"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("without TLS"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--allow-insecure-listen"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !d.join("patchaudit.db").exists(),
+        "refused before opening anything"
+    );
+    // The default stays loopback.
+    let o = run_env(d, &["config"], &[]);
+    assert!(
+        stdout(&o).contains("listen = \"127.0.0.1:8080\""),
+        "{}",
+        stdout(&o)
+    );
+}
