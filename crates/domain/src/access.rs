@@ -210,12 +210,14 @@ impl SystemPattern {
         let (mut pi, mut si) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
         while si < s.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-                pi += 1;
-                si += 1;
-            } else if pi < p.len() && p[pi] == '*' {
+            // A `*` is a wildcard even where the system has a literal `*`,
+            // so it is tested first (the fuzzer found "**" vs "**r").
+            if pi < p.len() && p[pi] == '*' {
                 star = Some((pi, si));
                 pi += 1;
+            } else if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+                pi += 1;
+                si += 1;
             } else if let Some((sp, ss)) = star {
                 pi = sp + 1;
                 si = ss + 1;
@@ -379,6 +381,9 @@ mod tests {
         assert!(m("host", "host"));
         assert!(!m("host", "Host"), "matching is case-sensitive");
         assert!(m("ünï*", "ünïcode"), "characters, not bytes");
+        // A star stays a wildcard where the system holds a literal star.
+        assert!(m("**", "**r"));
+        assert!(m("a*", "a*b"));
         // Many stars against a long non-match stays fast (no backtracking blow-up).
         let p = SystemPattern::parse(&"*a".repeat(100), "p").unwrap();
         assert!(!p.matches(&"a".repeat(99)));
