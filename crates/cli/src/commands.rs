@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Exception(a) => a.client().server.clone(),
         Command::Report(a) => a.client().server.clone(),
         Command::Token(a) => a.client().server.clone(),
+        Command::Changes(a) => a.client().server.clone(),
         _ => None,
     };
     let flags = FlagValues {
@@ -90,6 +91,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Exception(a) => crate::compliance::exception(&config, a).await,
         Command::Report(a) => crate::compliance::report(&config, a).await,
         Command::Token(a) => crate::tokens::run(&config, a).await,
+        Command::Changes(a) => crate::changes::run(&config, a).await,
     }
 }
 
@@ -188,10 +190,13 @@ async fn serve(config: &Config) -> Result<()> {
     // Checked before anything else: a server that would send tokens in
     // clear text across a network must be asked for explicitly.
     let tls = match (&config.tls_cert.value, &config.tls_key.value) {
-        (Some(cert), Some(key)) => Some(
-            patchaudit_server::serve::load_tls(cert, key)
-                .map_err(|e| Failure::usage(e.to_string()))?,
-        ),
+        (Some(cert), Some(key)) => {
+            warn_if_readable_by_others(key);
+            Some(
+                patchaudit_server::serve::load_tls(cert, key)
+                    .map_err(|e| Failure::usage(e.to_string()))?,
+            )
+        }
         _ => None,
     };
     if tls.is_none() && !addr.ip().is_loopback() {
@@ -230,6 +235,27 @@ async fn serve(config: &Config) -> Result<()> {
         .context("serving HTTP")?;
     tracing::info!("patchaudit stopped");
     Ok(())
+}
+
+/// A TLS private key anyone on the host can read is a key anyone can use;
+/// say so (the file is the operator's, so it is not refused or changed).
+fn warn_if_readable_by_others(key: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(key) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    key = %key.display(),
+                    mode = format!("{mode:o}"),
+                    "the TLS private key can be read by other users; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = key;
 }
 
 async fn shutdown_signal() {

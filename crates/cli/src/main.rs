@@ -6,6 +6,7 @@
 
 mod audit;
 mod backend;
+mod changes;
 mod collect;
 mod commands;
 mod compliance;
@@ -260,6 +261,18 @@ works on the database directly, which is how the first admin token is made. Clie
 from --token, PATCHAUDIT_TOKEN or the config file. --system and --tag limit which systems a token
 may write events for; events for others are refused with 403 and nothing is recorded.")]
     Token(tokens::TokenArgs),
+    /// The tool's own audit trail: who changed the catalog, tags, policy, exceptions and tokens.
+    #[command(after_help = "\
+Examples:
+  patchaudit changes                           # the first 100 changes, oldest first
+  patchaudit changes --kind token --format json
+  patchaudit changes --after 1200 --server https://pa.example
+
+Each line is one revision: when, by whom (a token's name#id, or cli:USER/local:USER for changes
+made on the database), what kind of record, which one, and whether it was written, deleted,
+created or revoked. The content of each revision is in `catalog history` and the like; token
+secrets and their hashes are never shown.")]
+    Changes(changes::ChangesArgs),
 }
 
 #[derive(Args, Clone, Default)]

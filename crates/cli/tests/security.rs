@@ -164,6 +164,36 @@ fn an_operator_bootstraps_hands_out_a_limited_token_and_revokes_it() {
     let o = run_env(d, &["token", "revoke", "ffffffffffffffff"], &[]);
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
 
+    // The trail says who created and who revoked it, locally and through
+    // the server alike.
+    for args in [
+        vec!["changes", "--kind", "token", "--format", "json"],
+        vec!["changes", "--kind", "token", "--format", "json", "--server", url],
+    ] {
+        let o = run_env(d, &args, &[("PATCHAUDIT_TOKEN", &admin)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let page: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let agent_changes: Vec<(String, String)> = page["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["id"] == agent_id)
+            .map(|c| {
+                (
+                    c["action"].as_str().unwrap().to_owned(),
+                    c["changed_by"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(agent_changes.len(), 2, "{page}");
+        assert_eq!(agent_changes[0].0, "created");
+        assert!(agent_changes[0].1.starts_with("root#"), "{page}");
+        assert_eq!(agent_changes[1].0, "revoked");
+        assert!(agent_changes[1].1.starts_with("local:"), "{page}");
+    }
+    let o = run_env(d, &["changes", "--limit", "0"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
     // Bad requests name the field.
     let o = run_env(
         d,

@@ -12,6 +12,7 @@
 
 mod api;
 pub mod auth;
+pub mod changes;
 pub mod compliance;
 pub mod error;
 pub mod limits;

@@ -1516,6 +1516,7 @@ async fn every_documented_operation_is_routed() {
         ("post", "/v1/exceptions"),
         ("post", "/v1/exceptions/{id}/revoke"),
         ("get", "/v1/reports/compliance"),
+        ("get", "/v1/changes"),
         ("get", "/v1/tokens"),
         ("post", "/v1/tokens"),
         ("get", "/v1/tokens/{id}"),

@@ -533,3 +533,113 @@ async fn no_token_or_secret_appears_in_the_logs_at_any_level() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_changes_trail_says_who_changed_what_and_when_in_order() {
+    let srv = TestServer::start().await;
+    let alice = client_with(&make_token(&srv.store, "alice", &["admin"]).await);
+    let put = |c: &reqwest::Client, path: &str, body: Value| c.put(srv.url(path)).json(&body);
+    let r = srv
+        .send(put(
+            &alice,
+            "/v1/catalog/KB1",
+            json!({"severity": "high", "released_at": "2024-01-01T00:00:00Z"}),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = srv
+        .send(put(
+            &alice,
+            "/v1/systems/web-01/tags",
+            json!({"tags": ["env=prod"]}),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let created = srv
+        .send(
+            alice
+                .post(srv.url("/v1/tokens"))
+                .json(&json!({"name": "agent", "scopes": ["ingest"]})),
+        )
+        .await
+        .json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["token"].as_str().unwrap()[20..].to_owned();
+    srv.send(alice.post(srv.url(&format!("/v1/tokens/{id}/revoke"))))
+        .await;
+    let r = srv.send(alice.delete(srv.url("/v1/catalog/KB1"))).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    let page = srv.get("/v1/changes").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(!page.text().contains(&secret) && !page.text().contains("sha256"));
+    let page = page.json();
+    // The server's own token came first (made on the store, as local:test).
+    let seen: Vec<(String, String, String, String)> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let by = c["changed_by"].as_str().unwrap();
+            (
+                c["kind"].as_str().unwrap().to_owned(),
+                c["id"].as_str().unwrap().to_owned(),
+                c["action"].as_str().unwrap().to_owned(),
+                by.split('#').next().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str, d: &str| {
+        (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned())
+    };
+    assert_eq!(
+        seen[seen.len() - 5..],
+        [
+            s("catalog", "KB1", "written", "alice"),
+            s("system", "web-01", "written", "alice"),
+            s("token", &id, "created", "alice"),
+            s("token", &id, "revoked", "alice"),
+            s("catalog", "KB1", "deleted", "alice"),
+        ],
+        "{page}"
+    );
+    assert!(page.get("next_after").is_none(), "{page}");
+
+    // Paged, and filtered by kind.
+    let first = srv.get_query("/v1/changes", &[("limit", "2")]).await.json();
+    assert_eq!(first["changes"].as_array().unwrap().len(), 2);
+    let after = first["next_after"].as_u64().unwrap().to_string();
+    let rest = srv
+        .get_query("/v1/changes", &[("after", &after)])
+        .await
+        .json();
+    assert_eq!(
+        first["changes"].as_array().unwrap().len() + rest["changes"].as_array().unwrap().len(),
+        seen.len()
+    );
+    let tokens = srv
+        .get_query("/v1/changes", &[("kind", "token"), ("limit", "1")])
+        .await
+        .json();
+    assert_eq!(tokens["changes"][0]["kind"], "token");
+    assert!(tokens["next_after"].is_u64(), "{tokens}");
+    for (k, v) in [
+        ("kind", "users"),
+        ("limit", "0"),
+        ("limit", "1001"),
+        ("after", "-1"),
+        ("since", "1"),
+    ] {
+        let r = srv.get_query("/v1/changes", &[(k, v)]).await;
+        let errors = r.param_errors();
+        assert_eq!(errors.len(), 1, "{k}={v}: {errors:?}");
+        assert_eq!(errors[0].0, k, "{k}={v}");
+    }
+    // A read token sees the trail; an ingest token does not.
+    let reader = client_with(&make_token(&srv.store, "auditor", &["read"]).await);
+    assert_eq!(
+        srv.send(reader.get(srv.url("/v1/changes"))).await.status,
+        200
+    );
+    srv.shutdown().await;
+}

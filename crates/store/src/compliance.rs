@@ -42,6 +42,20 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [RecordKind; 5] = [
+        RecordKind::Catalog,
+        RecordKind::System,
+        RecordKind::Policy,
+        RecordKind::Exception,
+        RecordKind::Token,
+    ];
+
+    /// The kind stored under `name`, if any.
+    pub fn parse(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The name stored in the `kind` column.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -171,6 +171,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every revision of one record, oldest first.
     async fn record_history(&self, kind: RecordKind, id: &str) -> Result<Vec<Record>, StoreError>;
 
+    /// Up to `limit` revisions of every kind with `rev` above `after_rev`,
+    /// in `rev` order: the tool's own audit trail, read page by page.
+    async fn record_changes(
+        &self,
+        after_rev: u64,
+        limit: usize,
+    ) -> Result<Vec<(RecordKind, Record)>, StoreError>;
+
     /// The facts of every (patch, system) pair, with the checkpoint and the
     /// systems, from one snapshot. Without `as_of` they are the facts kept
     /// up to date on ingest; with it they are folded again from the events

@@ -370,6 +370,36 @@ pub(super) async fn record_history(
     Ok(rows.iter().map(row_to_record).collect())
 }
 
+pub(super) async fn record_changes(
+    client: &impl GenericClient,
+    after_rev: u64,
+    limit: usize,
+) -> Result<Vec<(RecordKind, Record)>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, rev, changed_at, changed_by, body, kind FROM records \
+             WHERE rev > $1 ORDER BY rev LIMIT $2",
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    let after = i64::try_from(after_rev).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = client
+        .query(&stmt, &[&after, &limit])
+        .await
+        .map_err(|e| db_error(&e))?;
+    rows.iter()
+        .map(|r| {
+            let rec = row_to_record(r);
+            let kind: String = r.get(5);
+            let kind = RecordKind::parse(&kind).ok_or_else(|| {
+                StoreError::Corrupt(format!("record rev {} has unknown kind {kind:?}", rec.rev))
+            })?;
+            Ok((kind, rec))
+        })
+        .collect()
+}
+
 /// Reads the facts, the checkpoint and the systems in one REPEATABLE READ
 /// transaction, so the facts match the checkpoint exactly.
 pub(super) async fn pair_facts(

@@ -667,6 +667,15 @@ impl Store for PgStore {
         compliance::record_history(&client, kind, id).await
     }
 
+    async fn record_changes(
+        &self,
+        after_rev: u64,
+        limit: usize,
+    ) -> Result<Vec<(RecordKind, Record)>, StoreError> {
+        let client = self.client().await?;
+        compliance::record_changes(&client, after_rev, limit).await
+    }
+
     async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
         let mut client = self.client().await?;
         compliance::pair_facts(&mut client, as_of, 0, None).await

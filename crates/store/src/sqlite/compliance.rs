@@ -273,6 +273,45 @@ pub(super) fn record_history(
     rows.map(|r| r.map_err(internal)).collect()
 }
 
+pub(super) fn record_changes(
+    conn: &Connection,
+    after_rev: u64,
+    limit: usize,
+) -> Result<Vec<(RecordKind, Record)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT kind, id, rev, changed_at, changed_by, body FROM records \
+             WHERE rev > ? ORDER BY rev LIMIT ?",
+        )
+        .map_err(internal)?;
+    let after = i64::try_from(after_rev).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![after, limit], |r| {
+            let kind: String = r.get(0)?;
+            Ok((
+                kind,
+                Record {
+                    id: r.get(1)?,
+                    rev: r.get::<_, i64>(2)? as u64,
+                    changed_at: Timestamp::from_micros(r.get(3)?),
+                    changed_by: r.get(4)?,
+                    body: r.get(5)?,
+                    changed: false,
+                },
+            ))
+        })
+        .map_err(internal)?;
+    rows.map(|r| {
+        let (kind, rec) = r.map_err(internal)?;
+        let kind = RecordKind::parse(&kind).ok_or_else(|| {
+            StoreError::Corrupt(format!("record rev {} has unknown kind {kind:?}", rec.rev))
+        })?;
+        Ok((kind, rec))
+    })
+    .collect()
+}
+
 /// Reads the facts, the checkpoint and the systems in one read transaction.
 pub(super) fn pair_facts(
     conn: &Connection,

@@ -646,6 +646,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn record_changes(
+        &self,
+        after_rev: u64,
+        limit: usize,
+    ) -> Result<Vec<(RecordKind, Record)>, StoreError> {
+        self.read(move |c| compliance::record_changes(c, after_rev, limit))
+            .await
+    }
+
     async fn pair_facts(&self, as_of: Option<Timestamp>) -> Result<FactsSnapshot, StoreError> {
         self.read(move |c| compliance::pair_facts(c, as_of, 0, None))
             .await
