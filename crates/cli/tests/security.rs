@@ -337,6 +337,35 @@ fn serve_refuses_a_non_loopback_address_without_tls_unless_told() {
         !d.join("patchaudit.db").exists(),
         "refused before opening anything"
     );
+    // Asked for explicitly, it listens, and says in its log what that means.
+    let mut child = cmd(d)
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-insecure-listen",
+            "--database-url",
+            "sqlite://open.db",
+        ])
+        .env("PATCHAUDIT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(
+        line.starts_with("patchaudit listening on http://0.0.0.0:"),
+        "{line}"
+    );
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("WARN") && log.contains("without TLS"), "{log}");
     // The default stays loopback.
     let o = run_env(d, &["config"], &[]);
     assert!(
