@@ -14,6 +14,8 @@
 //!   events, and two server instances on one schema against one;
 //! - `proofs`: the Merkle tree's share of ingest time, a full `verify` on
 //!   one core against `sqlite3` reading the same rows, and proof latency;
+//! - `auth`: what authenticating a request costs, against the store's
+//!   cheapest round trip;
 //! - `compliance`: the fleet compliance report over systems × patches
 //!   against a `GROUP BY` over the events, on SQLite and PostgreSQL;
 //! - `all`: every one of them, with one summary table (`postgres` only with
@@ -25,6 +27,7 @@
 //!
 //! Build it with `--release`; debug numbers are meaningless.
 
+mod auth;
 mod compliance;
 mod concurrent;
 mod gen;
@@ -141,6 +144,17 @@ enum Command {
         after_help = "Examples:\n  patchaudit-bench compliance --systems 10000 --patches 100 --events 1000000 --runs 3\n  patchaudit-bench compliance --ledger /tmp/c.db --postgres-url postgres://postgres@127.0.0.1:5432/postgres"
     )]
     Compliance(compliance::ComplianceArgs),
+    /// What authentication costs each request, against the store's cheapest
+    /// round trip.
+    ///
+    /// Creates --tokens tokens, then alternates --requests calls of
+    /// `auth::authenticate` with random tokens and of `Store::ping`, and
+    /// reports p50 and p99 of each. With --postgres-url, the same in a fresh
+    /// PostgreSQL schema, dropped afterwards.
+    #[command(
+        after_help = "Example:\n  patchaudit-bench auth --tokens 1000 --requests 20000 --postgres-url postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    Auth(auth::AuthArgs),
     /// Every benchmark in turn, with one summary table.
     ///
     /// The PostgreSQL benchmarks are included only with --with-postgres.
@@ -208,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Postgres(a) => report.extend(postgres::run(&gen, a, &work_dir).await?),
         Command::Proofs(a) => report.extend(proofs::run(&gen, a, &cli.sqlite3, &work_dir).await?),
         Command::Compliance(a) => report.extend(compliance::run(cli.seed, a, &work_dir).await?),
+        Command::Auth(a) => report.extend(auth::run(a, &work_dir).await?),
         Command::All(a) => {
             let ingest = ingest::IngestArgs {
                 events: a.ingest_events,
