@@ -198,6 +198,22 @@ fn problem(kind: &str, title: &str, status: StatusCode, detail: String) -> Probl
     }
 }
 
+/// Lists per-event problems in a problem document, up to
+/// [`MAX_LISTED_ERRORS`], and counts the rest.
+fn list_indexed(p: &mut Problem, errors: &[IndexedFieldError]) {
+    p.errors = errors
+        .iter()
+        .take(MAX_LISTED_ERRORS)
+        .map(|e| ProblemFieldError {
+            index: Some(e.index),
+            field: e.error.field.clone(),
+            code: e.error.code.as_str().into(),
+            message: e.error.message.clone(),
+        })
+        .collect();
+    p.errors_omitted = (errors.len() > MAX_LISTED_ERRORS).then(|| errors.len() - MAX_LISTED_ERRORS);
+}
+
 impl ApiError {
     /// The status code and problem document for this error.
     pub fn to_problem(&self) -> (StatusCode, Problem) {
@@ -213,18 +229,7 @@ impl ApiError {
                         errors.len()
                     ),
                 );
-                p.errors = errors
-                    .iter()
-                    .take(MAX_LISTED_ERRORS)
-                    .map(|e| ProblemFieldError {
-                        index: Some(e.index),
-                        field: e.error.field.clone(),
-                        code: e.error.code.as_str().into(),
-                        message: e.error.message.clone(),
-                    })
-                    .collect();
-                p.errors_omitted =
-                    (errors.len() > MAX_LISTED_ERRORS).then(|| errors.len() - MAX_LISTED_ERRORS);
+                list_indexed(&mut p, errors);
                 (S::UNPROCESSABLE_ENTITY, p)
             }
             ApiError::Syntax {
@@ -352,18 +357,7 @@ impl ApiError {
             ),
             ApiError::Forbidden { detail, errors } => {
                 let mut p = problem("forbidden", "Forbidden", S::FORBIDDEN, detail.clone());
-                p.errors = errors
-                    .iter()
-                    .take(MAX_LISTED_ERRORS)
-                    .map(|e| ProblemFieldError {
-                        index: Some(e.index),
-                        field: e.error.field.clone(),
-                        code: e.error.code.as_str().into(),
-                        message: e.error.message.clone(),
-                    })
-                    .collect();
-                p.errors_omitted =
-                    (errors.len() > MAX_LISTED_ERRORS).then(|| errors.len() - MAX_LISTED_ERRORS);
+                list_indexed(&mut p, errors);
                 (S::FORBIDDEN, p)
             }
             ApiError::RateLimited { retry_after_secs } => (
