@@ -52,7 +52,9 @@ async fn measure(
     // Warm both paths, then alternate them call by call so that neither
     // gets the quieter moments of a shared machine.
     for h in headers.iter().take(200) {
-        authenticate(store.as_ref(), Some(h)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        authenticate(store.as_ref(), Some(h))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         store.ping().await?;
     }
     let (mut auth_ns, mut ping_ns) = (Vec::new(), Vec::new());
@@ -63,7 +65,9 @@ async fn measure(
         x ^= x << 17;
         let h = &headers[(x % headers.len() as u64) as usize];
         let t = Instant::now();
-        authenticate(store.as_ref(), Some(h)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        authenticate(store.as_ref(), Some(h))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         auth_ns.push(t.elapsed().as_nanos() as u64);
         let t = Instant::now();
         store.ping().await?;
@@ -83,8 +87,12 @@ async fn measure(
         .baseline(format!("ping {}", fmt_duration(p.p50)), ratio(a.p50, p.p50)),
     );
     report.rows.push(
-        Row::info("auth", format!("{backend}: authenticate p99"), fmt_duration(a.p99))
-            .baseline(format!("ping {}", fmt_duration(p.p99)), ratio(a.p99, p.p99)),
+        Row::info(
+            "auth",
+            format!("{backend}: authenticate p99"),
+            fmt_duration(a.p99),
+        )
+        .baseline(format!("ping {}", fmt_duration(p.p99)), ratio(a.p99, p.p99)),
     );
     Ok(())
 }
@@ -107,9 +115,9 @@ pub async fn run(args: &AuthArgs, work_dir: &Path) -> anyhow::Result<Report> {
             schemas.drop_one(&schema).await?;
             result?;
         } else {
-            report
-                .notes
-                .push(format!("PostgreSQL at {url} is unreachable; measured SQLite only"));
+            report.notes.push(format!(
+                "PostgreSQL at {url} is unreachable; measured SQLite only"
+            ));
         }
     }
     report.notes.push(format!(

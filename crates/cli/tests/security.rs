@@ -168,7 +168,9 @@ fn an_operator_bootstraps_hands_out_a_limited_token_and_revokes_it() {
     // the server alike.
     for args in [
         vec!["changes", "--kind", "token", "--format", "json"],
-        vec!["changes", "--kind", "token", "--format", "json", "--server", url],
+        vec![
+            "changes", "--kind", "token", "--format", "json", "--server", url,
+        ],
     ] {
         let o = run_env(d, &args, &[("PATCHAUDIT_TOKEN", &admin)]);
         assert!(o.status.success(), "{}", stderr(&o));

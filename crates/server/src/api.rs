@@ -107,7 +107,7 @@ struct EventIn {
     /// key with the same content is a no-op; with other content, a 409.
     event_id: Option<String>,
     /// The patch or advisory id, 1–256 characters, or a JSON integer.
-    #[schema(value_type = String, example = "KB5034441")]
+    #[schema(schema_with = patch_id_schema)]
     patch_id: serde_json::Value,
     /// The system, 1–255 characters.
     #[schema(example = "web-01")]
@@ -136,6 +136,18 @@ struct EventIn {
     reboot_required: Option<bool>,
     /// A change-ticket reference (≤ 256 characters).
     change_ref: Option<String>,
+}
+
+/// `patch_id` is a string or a JSON integer (stored as its decimal text).
+fn patch_id_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Integer]))
+        .description(Some(
+            "The patch or advisory id, 1–256 characters, or a JSON integer.",
+        ))
+        .examples([serde_json::json!("KB5034441")])
+        .build()
 }
 
 /// One event or a batch of them.
@@ -460,14 +472,19 @@ struct EventQuery {
     /// Only events from this source.
     source: Option<String>,
     /// Only events applied at or after this RFC 3339 instant.
+    #[param(format = DateTime)]
     applied_from: Option<String>,
     /// Only events applied before this RFC 3339 instant.
+    #[param(format = DateTime)]
     applied_to: Option<String>,
     /// Only events with seq ≥ this.
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     seq_from: Option<u64>,
     /// Only events with seq < this.
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     seq_to: Option<u64>,
     /// The most events to return. JSON: default 100, at most 10000. NDJSON and CSV: unlimited by default.
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     limit: Option<u64>,
     /// Resume after the page that returned this `next_cursor`.
     cursor: Option<String>,
@@ -487,14 +504,19 @@ struct SystemEventQuery {
     /// Only events from this source.
     source: Option<String>,
     /// Only events applied at or after this RFC 3339 instant.
+    #[param(format = DateTime)]
     applied_from: Option<String>,
     /// Only events applied before this RFC 3339 instant.
+    #[param(format = DateTime)]
     applied_to: Option<String>,
     /// Only events with seq ≥ this.
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     seq_from: Option<u64>,
     /// Only events with seq < this.
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     seq_to: Option<u64>,
     /// The most events to return. JSON: default 100, at most 10000. NDJSON and CSV: unlimited by default.
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     limit: Option<u64>,
     /// Resume after the page that returned this `next_cursor`.
     cursor: Option<String>,
@@ -777,7 +799,7 @@ async fn system_events(
     get,
     path = "/v1/events/{seq}",
     tag = "events",
-    params(("seq" = u64, Path, description = "The event's position in the ledger")),
+    params(("seq" = u64, Path, description = "The event's position in the ledger", format = "uint64", maximum = 18446744073709551615usize)),
     responses(
         (status = 200, description = "The event", body = EventOut),
         (status = 400, description = "seq is not a non-negative integer", body = Problem, content_type = "application/problem+json"),
@@ -838,6 +860,7 @@ pub struct SystemPage {
 #[allow(dead_code)]
 struct PageQuery {
     /// The most systems to return: default 1000, at most 10000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u64>,
     /// Resume after the page that returned this `next_cursor`.
     cursor: Option<String>,

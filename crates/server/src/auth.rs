@@ -449,6 +449,9 @@ fn new_bearer() -> BearerToken {
     request_body = TokenIn,
     responses(
         (status = 201, description = "The new token, with its secret shown this once", body = CreatedToken),
+        (status = 400, description = "The body is not well-formed JSON of the documented shape; the problem names the line and column", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received within the body timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over its limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The request breaks a rule; `errors` names each field", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -458,11 +461,12 @@ async fn post_token(
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let bytes = crate::api::read_body(body, st.config.max_body_bytes).await?;
-    let input: TokenIn = serde_json::from_slice(&bytes).map_err(|e| ApiError::Syntax {
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })?;
+    let crate::wire::Object(input) = serde_json::from_slice::<crate::wire::Object<TokenIn>>(&bytes)
+        .map_err(|e| ApiError::Syntax {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
     let (token, bearer) = create_token(st.store.as_ref(), input, &who.label()).await?;
     tracing::info!(token = %token.principal(), scopes = %token.scopes, by = %who.label(), "token created");
     Ok((

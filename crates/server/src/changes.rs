@@ -70,9 +70,9 @@ fn action(kind: RecordKind, r: &Record) -> &'static str {
 /// tokens, oldest first, with who made it and when.
 #[utoipa::path(get, path = "/v1/changes", tag = "compliance",
     params(
-        ("after" = Option<u64>, Query, description = "Only changes with a higher rev (the `next_after` of the previous page)"),
+        ("after" = Option<u64>, Query, description = "Only changes with a higher rev (the `next_after` of the previous page)", format = "uint64", maximum = 18446744073709551615usize),
         ("kind" = Option<String>, Query, description = "Only this kind: catalog, system, policy, exception or token"),
-        ("limit" = Option<u64>, Query, description = "At most this many (default 100, at most 1000)")
+        ("limit" = Option<u64>, Query, description = "At most this many (default 100, at most 1000)", minimum = 1, maximum = 1000)
     ),
     responses(
         (status = 200, description = "A page of changes", body = ChangePage),

@@ -7,6 +7,7 @@
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::report_out::{self, ReportOut};
+use crate::wire::Object;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -23,8 +24,10 @@ use patchaudit_store::compliance::{self as records, Record, RecordKind};
 use patchaudit_store::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{PartialSchema, ToSchema};
 
+/// Reads a JSON body as a `T`; a document type is read as a
+/// [`crate::wire::Object`], so that only a JSON object passes for it.
 async fn json_body<T: DeserializeOwned>(st: &AppState, body: Body) -> Result<T, ApiError> {
     let bytes = crate::api::read_body(body, st.config.max_body_bytes).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Syntax {
@@ -88,10 +91,14 @@ pub struct CatalogIn {
     #[serde(default)]
     pub aliases: Vec<String>,
     /// Affected packages and their fixed versions.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::objects")]
     pub packages: Vec<PackageWire>,
     /// Which systems need it; absent means all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::wire::optional_object"
+    )]
     pub applies_to: Option<AppliesToWire>,
 }
 
@@ -198,7 +205,7 @@ impl From<&Record> for RevisionOut {
 }
 
 /// A catalog entry as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CatalogOut {
     /// The entry.
     #[serde(flatten)]
@@ -206,6 +213,51 @@ pub struct CatalogOut {
     /// Its current revision, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<RevisionOut>,
+}
+
+/// The schema of an answer that shows an input document `T` with its
+/// `revision` beside the document's own fields (`#[serde(flatten)]`).
+/// Derived, it would be an `allOf` of `T`'s schema, which forbids unknown
+/// fields as the request does, so no answer carrying a `revision` could
+/// match it. This is `T`'s object with `revision` added to its properties.
+fn with_revision<T: PartialSchema>(
+    description: &str,
+    revision: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::{Ref, RefOr};
+    let RefOr::T(Schema::Object(mut object)) = T::schema() else {
+        unreachable!("an input document's schema is an inline object")
+    };
+    object.description = Some(description.to_owned());
+    let mut revision_ref = Ref::from_schema_name(RevisionOut::name());
+    revision_ref.description = revision.to_owned();
+    object
+        .properties
+        .insert("revision".to_owned(), revision_ref.into());
+    RefOr::T(Schema::Object(object))
+}
+
+impl PartialSchema for CatalogOut {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        with_revision::<CatalogIn>(
+            "A catalog entry as the API shows it.",
+            "Its current revision, when known.",
+        )
+    }
+}
+
+impl ToSchema for CatalogOut {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <CatalogIn as ToSchema>::schemas(schemas);
+        schemas.push((RevisionOut::name().into(), RevisionOut::schema()));
+        <RevisionOut as ToSchema>::schemas(schemas);
+    }
 }
 
 /// A page of catalog entries.
@@ -242,6 +294,9 @@ fn invalid_indexed(errors: Vec<(usize, Vec<FieldError>)>) -> ApiError {
     request_body = CatalogIn,
     responses(
         (status = 200, description = "The entry as stored", body = CatalogOut),
+        (status = 400, description = "The body is not well-formed JSON of the documented shape; the problem names the line and column", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received within the body timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over its limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The entry breaks a rule", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -252,7 +307,7 @@ async fn put_catalog_entry(
     body: Body,
 ) -> Result<Json<CatalogOut>, ApiError> {
     let who = caller.label();
-    let input: CatalogIn = json_body(&st, body).await?;
+    let Object(input) = json_body::<Object<CatalogIn>>(&st, body).await?;
     let entry = input.parse(Some(&id)).map_err(ApiError::InvalidDocument)?;
     let rec = records::put_catalog(&*st.store, std::slice::from_ref(&entry), &who).await?;
     Ok(Json(CatalogOut {
@@ -266,6 +321,9 @@ async fn put_catalog_entry(
     request_body = Vec<CatalogIn>,
     responses(
         (status = 200, description = "What was written", body = CatalogWriteOut),
+        (status = 400, description = "The body is not well-formed JSON of the documented shape; the problem names the line and column", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received within the body timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over its limit, or holds more entries than max_batch", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Some entry breaks a rule; nothing was written", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -275,7 +333,11 @@ async fn post_catalog(
     body: Body,
 ) -> Result<Json<CatalogWriteOut>, ApiError> {
     let who = caller.label();
-    let input: Vec<CatalogIn> = json_body(&st, body).await?;
+    let input: Vec<CatalogIn> = json_body::<Vec<Object<CatalogIn>>>(&st, body)
+        .await?
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
     if input.len() > st.config.max_batch {
         return Err(ApiError::TooLarge(format!(
             "{} catalog entries in one request; the limit is {} (max_batch)",
@@ -330,9 +392,10 @@ fn take_as_of(p: &mut Params) -> Option<Timestamp> {
 /// One catalog entry, now or as it stood at `as_of`.
 #[utoipa::path(get, path = "/v1/catalog/{id}", tag = "compliance",
     params(("id" = String, Path, description = "The patch id"),
-           ("as_of" = Option<String>, Query, description = "RFC 3339: the entry as it stood then")),
+           ("as_of" = Option<String>, Query, description = "RFC 3339: the entry as it stood then", format = DateTime)),
     responses(
         (status = 200, description = "The entry", body = CatalogOut),
+        (status = 400, description = "A parameter is unknown, repeated or malformed", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such entry", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -467,11 +530,14 @@ pub async fn catalog_history_out(store: &dyn Store, id: &str) -> Result<HistoryO
     params(
         ("severity" = Option<String>, Query, description = "Comma-separated severities"),
         ("cve" = Option<String>, Query, description = "Only entries fixing this CVE"),
-        ("released_from" = Option<String>, Query, description = "Released at or after (RFC 3339)"),
-        ("released_to" = Option<String>, Query, description = "Released before (RFC 3339)"),
-        ("as_of" = Option<String>, Query, description = "The catalog as it stood then")
+        ("released_from" = Option<String>, Query, description = "Released at or after (RFC 3339)", format = DateTime),
+        ("released_to" = Option<String>, Query, description = "Released before (RFC 3339)", format = DateTime),
+        ("as_of" = Option<String>, Query, description = "The catalog as it stood then", format = DateTime)
     ),
-    responses((status = 200, description = "Matching entries, by id", body = CatalogPage))
+    responses(
+        (status = 200, description = "Matching entries, by id", body = CatalogPage),
+        (status = 400, description = "A parameter is unknown, repeated or malformed", body = crate::error::Problem, content_type = "application/problem+json")
+    )
 )]
 async fn list_catalog(
     State(st): State<AppState>,
@@ -539,6 +605,9 @@ pub struct TagsOut {
     request_body = TagsIn,
     responses(
         (status = 200, description = "The tags as stored", body = TagsOut),
+        (status = 400, description = "The body is not well-formed JSON of the documented shape; the problem names the line and column", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received within the body timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over its limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A tag breaks a rule", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -549,7 +618,7 @@ async fn put_tags(
     body: Body,
 ) -> Result<Json<TagsOut>, ApiError> {
     let who = caller.label();
-    let input: TagsIn = json_body(&st, body).await?;
+    let Object(input) = json_body::<Object<TagsIn>>(&st, body).await?;
     let id = SystemId::parse(system.clone()).map_err(|(c, m)| {
         ApiError::InvalidDocument(vec![FieldError::new("system", c, format!("system {m}"))])
     })?;
@@ -613,6 +682,7 @@ pub struct ScopedSlaWire {
     /// The `key=value` tag.
     pub tag: String,
     /// Its days.
+    #[serde(deserialize_with = "crate::wire::object")]
     pub days: SlaDaysWire,
 }
 
@@ -621,9 +691,10 @@ pub struct ScopedSlaWire {
 #[serde(deny_unknown_fields)]
 pub struct PolicyWire {
     /// Days for systems no scope matches.
+    #[serde(deserialize_with = "crate::wire::object")]
     pub default: SlaDaysWire,
     /// Overrides for tagged systems; the strictest matching one wins.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::objects")]
     pub scoped: Vec<ScopedSlaWire>,
     /// A system not heard from for this many days is stale.
     pub stale_after_days: u32,
@@ -694,7 +765,7 @@ impl PolicyWire {
 }
 
 /// The SLA policy, with its revision if it was ever set.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PolicyOut {
     /// The policy.
     #[serde(flatten)]
@@ -702,6 +773,28 @@ pub struct PolicyOut {
     /// Its revision; absent while the defaults apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<RevisionOut>,
+}
+
+impl PartialSchema for PolicyOut {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        with_revision::<PolicyWire>(
+            "The SLA policy, with its revision if it was ever set.",
+            "Its revision; absent while the defaults apply.",
+        )
+    }
+}
+
+impl ToSchema for PolicyOut {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <PolicyWire as ToSchema>::schemas(schemas);
+        schemas.push((RevisionOut::name().into(), RevisionOut::schema()));
+        <RevisionOut as ToSchema>::schemas(schemas);
+    }
 }
 
 /// The SLA policy in force.
@@ -735,6 +828,9 @@ pub async fn policy_out(store: &dyn Store) -> Result<PolicyOut, ApiError> {
     request_body = PolicyWire,
     responses(
         (status = 200, description = "The policy as stored", body = PolicyOut),
+        (status = 400, description = "The body is not well-formed JSON of the documented shape; the problem names the line and column", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received within the body timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over its limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The policy breaks a rule", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -744,7 +840,7 @@ async fn put_policy(
     body: Body,
 ) -> Result<Json<PolicyOut>, ApiError> {
     let who = caller.label();
-    let input: PolicyWire = json_body(&st, body).await?;
+    let Object(input) = json_body::<Object<PolicyWire>>(&st, body).await?;
     let policy = input.parse().map_err(ApiError::InvalidDocument)?;
     let rec = records::put_policy(&*st.store, &policy, &who).await?;
     Ok(Json(PolicyOut {
@@ -838,6 +934,9 @@ pub struct ExceptionList {
     request_body = ExceptionIn,
     responses(
         (status = 201, description = "The exception", body = ExceptionOut),
+        (status = 400, description = "The body is not well-formed JSON of the documented shape; the problem names the line and column", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received within the body timeout", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over its limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "It breaks a rule", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -847,7 +946,7 @@ async fn post_exception(
     body: Body,
 ) -> Result<(StatusCode, Json<ExceptionOut>), ApiError> {
     let who = caller.label();
-    let input: ExceptionIn = json_body(&st, body).await?;
+    let Object(input) = json_body::<Object<ExceptionIn>>(&st, body).await?;
     let x = create_exception(&*st.store, input, &who).await?;
     Ok((
         StatusCode::CREATED,
@@ -906,7 +1005,10 @@ pub async fn revoke_exception(
 /// Every exception, expired and revoked ones included.
 #[utoipa::path(get, path = "/v1/exceptions", tag = "compliance",
     params(("active" = Option<bool>, Query, description = "Only those that count now (true) or not (false)")),
-    responses((status = 200, description = "Exceptions", body = ExceptionList))
+    responses(
+        (status = 200, description = "Exceptions", body = ExceptionList),
+        (status = 400, description = "A parameter is unknown, repeated or malformed", body = crate::error::Problem, content_type = "application/problem+json")
+    )
 )]
 async fn list_exceptions(
     State(st): State<AppState>,
@@ -1094,8 +1196,8 @@ pub fn take_report_filter(p: &mut Params) -> ReportFilter {
 /// applied, on time or late, missing, overdue, failed, excepted or unknown.
 #[utoipa::path(get, path = "/v1/reports/compliance", tag = "compliance",
     params(
-        ("as_of" = Option<String>, Query, description = "RFC 3339: the report as the ledger stood then"),
-        ("checkpoint" = Option<u64>, Query, description = "With as_of: derive the report from exactly the events below this checkpoint size, as a report names it"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339: the report as the ledger stood then", format = DateTime),
+        ("checkpoint" = Option<u64>, Query, description = "With as_of: derive the report from exactly the events below this checkpoint size, as a report names it", format = "uint64", maximum = 18446744073709551615usize),
         ("tag" = Option<String>, Query, description = "Only systems with these comma-separated key=value tags"),
         ("severity" = Option<String>, Query, description = "Only patches of these comma-separated severities"),
         ("system" = Option<String>, Query, description = "Only this system"),
@@ -1104,8 +1206,13 @@ pub fn take_report_filter(p: &mut Params) -> ReportFilter {
         ("format" = Option<String>, Query, description = "json (default), csv, systems-csv, patches-csv, pairs-csv or html; or use Accept")
     ),
     responses(
-        (status = 200, description = "The report", body = ReportOut),
-        (status = 400, description = "A bad parameter", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 200, description = "The report: JSON, CSV or HTML by `format` or Accept", content(
+            (ReportOut = "application/json"),
+            (String = "text/csv"),
+            (String = "text/html")
+        )),
+        (status = 400, description = "A bad parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "With checkpoint: the ledger has no checkpoint of that size", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
 async fn get_report(

@@ -79,8 +79,10 @@ pub struct InclusionProofOut {
 #[allow(dead_code)]
 struct InclusionQuery {
     /// The event's seq (the leaf index).
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     seq: u64,
     /// The tree size, at most the latest checkpoint's; default: the latest checkpoint's.
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     size: Option<u64>,
 }
 
@@ -147,8 +149,10 @@ pub struct ConsistencyProofOut {
 #[allow(dead_code)]
 struct ConsistencyQuery {
     /// The older tree size, at least 1.
+    #[param(format = "uint64", minimum = 1, maximum = 18446744073709551615usize)]
     from: u64,
     /// The newer tree size, at most the latest checkpoint's; default: the latest checkpoint's.
+    #[param(format = "uint64", maximum = 18446744073709551615usize)]
     to: Option<u64>,
 }
 
@@ -217,7 +221,7 @@ pub struct EventProofOut {
     get,
     path = "/v1/events/{seq}/proof",
     tag = "proofs",
-    params(("seq" = u64, Path, description = "The event's position in the ledger")),
+    params(("seq" = u64, Path, description = "The event's position in the ledger", format = "uint64", maximum = 18446744073709551615usize)),
     responses(
         (status = 200, description = "The event and its proof", body = EventProofOut),
         (status = 400, description = "seq is not a non-negative integer", body = Problem, content_type = "application/problem+json"),

@@ -235,6 +235,46 @@ fn csv_syntax(e: &csv::Error, fallback_line: usize) -> SyntaxError {
     }
 }
 
+/// A `T` read only from a JSON object. Serde's derived deserializers also
+/// take a struct as a JSON array of its fields in order, so without this
+/// `"applies_to": [null, null]` or a whole document sent as an array would
+/// pass; the API documents objects, and accepts only objects.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData)).map(Object)
+    }
+}
+
+/// For `#[serde(deserialize_with)]`: a field that must be a JSON object.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Object::deserialize(d).map(|o| o.0)
+}
+
+/// For `#[serde(deserialize_with)]`: a field that is null or a JSON object.
+pub fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<Object<T>>::deserialize(d).map(|o| o.map(|o| o.0))
+}
+
+/// For `#[serde(deserialize_with)]`: a field that is an array of JSON objects.
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Vec::<Object<T>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
+}
+
 /// An event as the API returns it. Absent optional fields are omitted.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventOut {

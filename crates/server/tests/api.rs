@@ -1633,3 +1633,91 @@ async fn every_documented_operation_is_routed() {
     r.problem(405, "method-not-allowed");
     srv.shutdown().await;
 }
+
+/// A token request must be a JSON object: serde would also take an array
+/// of its fields in order, which the API does not document.
+#[tokio::test]
+async fn a_token_request_must_be_a_json_object() {
+    let srv = TestServer::start().await;
+    let r = srv
+        .post_json("/v1/tokens", &json!(["agent", ["admin"], [], []]))
+        .await;
+    let p = r.problem(400, "malformed-body");
+    assert!(
+        p["detail"].as_str().unwrap().contains("a JSON object"),
+        "{p}"
+    );
+    let tokens = srv.get("/v1/tokens").await.json();
+    assert!(
+        tokens["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["name"] != "agent"),
+        "no token was created: {tokens}"
+    );
+    let r = srv
+        .post_json("/v1/tokens", &json!({"name": "agent", "scopes": ["read"]}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    srv.shutdown().await;
+}
+
+/// The OpenAPI document names every answer the server gives: a body it
+/// cannot read (400) or that is too large (413) wherever a body is read, a
+/// bad query parameter (400) wherever parameters are read, and the whole
+/// range of the u64 parameters the server accepts.
+#[tokio::test]
+async fn the_document_names_the_errors_and_ranges_the_server_answers_with() {
+    let srv = TestServer::start().await;
+    let doc = srv.get("/v1/openapi.json").await.json();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} reads a body but does not document {status}"
+                    );
+                }
+            }
+            let params = op["parameters"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            if params.iter().any(|p| p["in"] == "query") {
+                assert!(
+                    responses.contains_key("400"),
+                    "{method} {path} reads query parameters but does not document 400"
+                );
+            }
+            for p in params {
+                if p["schema"]["format"] == "uint64" {
+                    assert_eq!(
+                        p["schema"]["maximum"],
+                        json!(u64::MAX),
+                        "{method} {path} {}",
+                        p["name"]
+                    );
+                }
+            }
+        }
+    }
+    let seq_to = &doc["paths"]["/v1/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "seq_to")
+        .unwrap()["schema"];
+    assert_eq!(seq_to["format"], "uint64", "{seq_to}");
+    let r = srv
+        .get_query("/v1/events", &[("seq_to", "18446744073709551615")])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = srv
+        .get_query("/v1/events", &[("seq_to", "18446744073709551616")])
+        .await;
+    assert_eq!(r.param_errors(), vec![("seq_to".into(), "format".into())]);
+    srv.shutdown().await;
+}

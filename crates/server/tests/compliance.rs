@@ -1920,3 +1920,121 @@ async fn future_as_of_and_oversized_bulk_writes_are_refused() {
         "nothing was written"
     );
 }
+
+/// Serde would take a document, or an object inside one, as a JSON array
+/// of its fields in order; the API documents objects and reads only
+/// objects, so each such array is a 400 and nothing is written.
+#[tokio::test]
+async fn documents_and_the_objects_in_them_must_be_json_objects() {
+    let srv = TestServer::start().await;
+    let entry = json!({"severity": "high", "released_at": "2024-01-01T00:00:00Z"});
+    let with = |field: &str, value: Value| {
+        let mut e = entry.clone();
+        e[field] = value;
+        e
+    };
+    let not_objects = [
+        (
+            "/v1/catalog/KB1",
+            json!(["KB1", "t", "high", "2024-01-01T00:00:00Z"]),
+        ),
+        ("/v1/catalog/KB1", with("applies_to", json!([null, null]))),
+        (
+            "/v1/catalog/KB1",
+            with("packages", json!([["Debian:12", "openssl", null]])),
+        ),
+        ("/v1/systems/web-01/tags", json!([["env=prod"]])),
+        (
+            "/v1/policy",
+            json!({"default": [1, 2, 3, 4], "stale_after_days": 30}),
+        ),
+        (
+            "/v1/policy",
+            json!({"default": {}, "scoped": [["env=prod", {}]], "stale_after_days": 30}),
+        ),
+        (
+            "/v1/policy",
+            json!({"default": {}, "scoped": [{"tag": "env=prod", "days": [1, 2, 3, 4]}], "stale_after_days": 30}),
+        ),
+    ];
+    for (path, body) in not_objects {
+        let r = put(&srv, path, &body, None).await;
+        let p = r.problem(400, "malformed-body");
+        assert!(
+            p["detail"].as_str().unwrap().contains("a JSON object"),
+            "{path} {body}: {p}"
+        );
+    }
+    for (path, body) in [
+        (
+            "/v1/catalog",
+            json!([["KB1", "t", "high", "2024-01-01T00:00:00Z"]]),
+        ),
+        (
+            "/v1/exceptions",
+            json!(["KB1", "web-01", null, "r", "a", "2999-01-01T00:00:00Z"]),
+        ),
+    ] {
+        let r = post(&srv, path, &body, None).await;
+        r.problem(400, "malformed-body");
+    }
+    assert_eq!(ok(srv.get("/v1/catalog").await)["entries"], json!([]));
+    assert_eq!(
+        ok(srv.get("/v1/systems/web-01/tags").await)["tags"],
+        json!([])
+    );
+    assert_eq!(ok(srv.get("/v1/exceptions").await)["exceptions"], json!([]));
+    assert!(ok(srv.get("/v1/policy").await).get("revision").is_none());
+
+    // The same documents as objects are accepted.
+    let r = put(
+        &srv,
+        "/v1/catalog/KB1",
+        &with("applies_to", json!({"systems": ["web-01"]})),
+        None,
+    )
+    .await;
+    assert_eq!(ok(r)["applies_to"], json!({"systems": ["web-01"]}));
+    let policy = json!({"default": {"critical": 7}, "scoped": [{"tag": "env=prod", "days": {"critical": 1}}], "stale_after_days": 30});
+    ok(put(&srv, "/v1/policy", &policy, None).await);
+}
+
+/// An answer that shows a document with its revision matches the schema
+/// the OpenAPI document gives it: an object whose properties name every
+/// field the answer has, `revision` included, and whose required fields
+/// the answer has. (Derived, it was an `allOf` with the input document's
+/// schema, which forbids unknown fields and so refused every `revision`.)
+#[tokio::test]
+async fn answers_with_a_revision_match_their_documented_schemas() {
+    let srv = TestServer::start().await;
+    let doc = srv.get("/v1/openapi.json").await.json();
+    let catalog = ok(put(&srv, "/v1/catalog/KB1", &full_entry(), None).await);
+    let policy = ok(put(
+        &srv,
+        "/v1/policy",
+        &json!({"default": {"critical": 7}, "stale_after_days": 30}),
+        None,
+    )
+    .await);
+    for (name, answer) in [("CatalogOut", catalog), ("PolicyOut", policy)] {
+        assert!(answer["revision"].is_object(), "{answer}");
+        let schema = &doc["components"]["schemas"][name];
+        assert_eq!(schema["type"], "object", "{name}: {schema}");
+        let properties = schema["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name} has no properties: {schema}"));
+        for key in answer.as_object().unwrap().keys() {
+            assert!(
+                properties.contains_key(key),
+                "{name} does not document {key:?}: {schema}"
+            );
+        }
+        for key in schema["required"].as_array().into_iter().flatten() {
+            assert!(answer.get(key.as_str().unwrap()).is_some(), "{name} {key}");
+        }
+        assert_eq!(
+            properties["revision"]["$ref"], "#/components/schemas/RevisionOut",
+            "{name}"
+        );
+    }
+}
