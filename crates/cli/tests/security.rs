@@ -376,3 +376,90 @@ fn serve_refuses_a_non_loopback_address_without_tls_unless_told() {
         stdout(&o)
     );
 }
+
+#[test]
+fn neither_client_nor_server_logs_a_token_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = common::create_token(d, "sqlite://t.db", "admin", "admin,read,ingest", &[]);
+    let mut server = cmd(d)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "sqlite://t.db",
+        ])
+        .env("PATCHAUDIT_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("patchaudit listening on ")
+        .unwrap()
+        .to_owned();
+    let env = [
+        ("PATCHAUDIT_TOKEN", token.as_str()),
+        ("PATCHAUDIT_LOG", "trace"),
+    ];
+    let mut client_logs = String::new();
+    for args in [
+        vec![
+            "log",
+            "--server",
+            &url,
+            "--system",
+            "web-01",
+            "--patch-id",
+            "KB1",
+            "--status",
+            "success",
+        ],
+        vec![
+            "token", "create", "--server", &url, "--name", "agent", "--scope", "ingest",
+        ],
+        vec!["systems", "--server", &url],
+    ] {
+        let o = run_env(d, &args, &env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        client_logs.push_str(&stderr(&o));
+    }
+    // A wrong token is refused without being echoed.
+    let wrong = format!("{}{}", &token[..20], "Z".repeat(43));
+    let o = run_env(
+        d,
+        &["systems", "--server", &url],
+        &[
+            ("PATCHAUDIT_TOKEN", wrong.as_str()),
+            ("PATCHAUDIT_LOG", "trace"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(9));
+    client_logs.push_str(&stderr(&o));
+    server.kill().unwrap();
+    let server_logs =
+        String::from_utf8_lossy(&server.wait_with_output().unwrap().stderr).into_owned();
+    // The server's log was captured: it says a token was created, by whom.
+    assert!(
+        server_logs.contains("token created") && server_logs.contains("by=admin#"),
+        "{server_logs}"
+    );
+    for (who, logs) in [("server", &server_logs), ("client", &client_logs)] {
+        assert!(
+            !logs.contains(&token[20..]),
+            "the {who} logged the token's secret"
+        );
+        assert!(
+            !logs.contains(&wrong[20..]),
+            "the {who} logged a presented secret"
+        );
+    }
+}
