@@ -35,6 +35,21 @@ pub fn store_failure(e: StoreError) -> anyhow::Error {
 
 const PAGE: usize = 1_000;
 
+/// Whether an http(s) URL names this host (a loopback address or
+/// `localhost`), where a token in clear text does not cross a network.
+fn loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Who events written straight to the database are recorded by: no token
 /// is involved, so the operating-system user who ran the command.
 pub fn local_principal() -> String {
@@ -46,7 +61,8 @@ pub fn local_principal() -> String {
 
 impl Backend {
     /// Connects to a server at `url`, sending the configured token and
-    /// trusting the configured CA certificate besides the system's roots.
+    /// trusting the configured CA certificate besides the operating system's
+    /// trust store and Mozilla's roots.
     pub fn remote(url: &str, config: &crate::config::Config) -> Result<Backend> {
         let base = url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -57,6 +73,12 @@ impl Backend {
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("patchaudit/", env!("CARGO_PKG_VERSION")));
+        if config.token.value.is_some() && base.starts_with("http://") && !loopback(&base) {
+            tracing::warn!(
+                server = %base,
+                "sending the API token over plain HTTP to a host that is not this one; use https://"
+            );
+        }
         if let Some(token) = &config.token.value {
             let mut v =
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -402,6 +424,16 @@ async fn json_or_problem<T: serde::de::DeserializeOwned>(resp: reqwest::Response
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        assert!(loopback("http://127.0.0.1:8080"));
+        assert!(loopback("http://localhost:8080/x"));
+        assert!(loopback("http://[::1]:8080"));
+        assert!(!loopback("http://10.0.0.5:8080"));
+        assert!(!loopback("http://pa.example"));
+        assert!(!loopback("http://[2001:db8::1]:80"));
+    }
 
     #[test]
     fn segments_are_percent_encoded() {

@@ -57,7 +57,7 @@ pub async fn run(config: &Config, a: ChangesArgs) -> Result<()> {
     let page: ChangePage = match &b {
         Backend::Local(store) => {
             let kind = a.kind.as_deref().and_then(RecordKind::parse);
-            changes::page(&**store, a.after, kind, a.limit as usize)
+            changes::page(&**store, a.after, kind, a.limit as usize, true)
                 .await
                 .map_err(|e| Failure::error(e.to_string()))?
         }

@@ -24,13 +24,11 @@ use reqwest::Method;
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Who a local change is recorded as: `cli:$USER`. Through a server, the
-/// server records the token's principal instead.
+/// Who a local change is recorded as: `local:$USER`, as for events written
+/// straight to the database. Through a server, the server records the
+/// token's principal instead.
 fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
+    crate::backend::local_principal()
 }
 
 /// Turns an API error met in local mode into a failure with the right exit code.

@@ -205,7 +205,8 @@ pub struct Config {
     pub signing_key: Setting<Option<PathBuf>>,
     /// The API token client commands send to a server.
     pub token: Setting<Option<Secret>>,
-    /// A PEM CA certificate client commands trust besides the system's roots.
+    /// A PEM CA certificate client commands trust besides the operating
+    /// system's trust store and Mozilla's roots.
     pub ca_cert: Setting<Option<PathBuf>>,
     /// The server's PEM certificate chain; with `tls_key`, `serve` speaks TLS.
     pub tls_cert: Setting<Option<PathBuf>>,
@@ -286,6 +287,25 @@ fn parse_skew(s: &str, origin: &str) -> Result<Duration> {
         .with_context(|| format!("{origin}: {s:?} is not a duration like 1h or 90s"))
 }
 
+/// A config file that holds a token should be readable by its owner only.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "warning: config file {} holds a token and can be read by other users (mode {mode:o}); chmod 600 it",
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 fn parse_bool(s: &str, origin: &str) -> Result<bool> {
     match s {
         "true" | "1" | "yes" => Ok(true),
@@ -354,8 +374,37 @@ impl Config {
         if let Some(path) = path {
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
-                    let f: FileConfig = toml::from_str(&text)
-                        .with_context(|| format!("config file {}", path.display()))?;
+                    // The error names the place, never the line itself:
+                    // that line may hold the token.
+                    let f: FileConfig = toml::from_str(&text).map_err(|e| {
+                        let at = e.span().map(|s| {
+                            let before = &text[..s.start.min(text.len())];
+                            let line = before.matches('\n').count() + 1;
+                            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                            let column = before.len() - line_start + 1;
+                            // The key is safe to name; the value is not.
+                            let key = text[line_start..]
+                                .split(['\n', '='])
+                                .next()
+                                .map(str::trim)
+                                .filter(|k| {
+                                    !k.is_empty()
+                                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                                })
+                                .map(|k| format!(", key {k}"))
+                                .unwrap_or_default();
+                            format!(" at line {line}, column {column}{key}")
+                        });
+                        anyhow::anyhow!(
+                            "config file {}{}: {}",
+                            path.display(),
+                            at.unwrap_or_default(),
+                            e.message()
+                        )
+                    })?;
+                    if f.token.is_some() {
+                        warn_if_shared(&path);
+                    }
                     let src = Source::File(path.clone());
                     let origin = format!("config file {}", path.display());
                     c.database_url
@@ -944,6 +993,15 @@ mod tests {
         };
         let err = format!("{:#}", Config::load(&flags, &env_of(&[])).unwrap_err());
         assert!(err.contains("tls_key is not set"), "{err}");
+        // A malformed file names the place, never the line: it may hold the token.
+        std::fs::write(&file, "rate_limit = 5\ntoken = pa_unquoted_secret_value\n").unwrap();
+        let flags = FlagValues {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Config::load(&flags, &env_of(&[])).unwrap_err());
+        assert!(err.contains("line 2") && err.contains("key token"), "{err}");
+        assert!(!err.contains("unquoted_secret"), "{err}");
         let err = format!(
             "{:#}",
             Config::load(

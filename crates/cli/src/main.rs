@@ -61,10 +61,10 @@ struct GlobalArgs {
     signing_key: Option<PathBuf>,
     /// The API token to send to a server [env: PATCHAUDIT_TOKEN]. Prefer the environment
     /// variable or the config file: a flag shows in the process list.
-    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
-    /// A PEM CA certificate to trust for the server's TLS certificate, besides the system's
-    /// roots [env: PATCHAUDIT_CA_CERT].
+    /// A PEM CA certificate to trust for the server's TLS certificate, besides the operating
+    /// system's trust store and Mozilla's roots [env: PATCHAUDIT_CA_CERT].
     #[arg(long, global = true, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
 }
@@ -268,8 +268,8 @@ Examples:
   patchaudit changes --kind token --format json
   patchaudit changes --after 1200 --server https://pa.example
 
-Each line is one revision: when, by whom (a token's name#id, or cli:USER/local:USER for changes
-made on the database), what kind of record, which one, and whether it was written, deleted,
+Each line is one revision: when, by whom (a token's name#id, or local:USER for changes made on
+the database), what kind of record, which one, and whether it was written, deleted,
 created or revoked. The content of each revision is in `catalog history` and the like; token
 secrets and their hashes are never shown.")]
     Changes(changes::ChangesArgs),

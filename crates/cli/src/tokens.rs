@@ -104,7 +104,13 @@ pub async fn run(config: &Config, a: TokenArgs) -> Result<()> {
         .or_else(|| config.server.value.clone());
     let b = match server {
         Some(_) => backend(config, &a.client, true).await?,
-        None => Backend::Local(crate::commands::open_store_for_records(config).await?),
+        // Only `create` may create the database (the first admin token is
+        // made before the first `serve`); a mistyped --database-url for
+        // `list` or `revoke` must not pass as an empty ledger.
+        None if matches!(a.command, TokenCommand::Create { .. }) => {
+            Backend::Local(crate::commands::open_store_for_records(config).await?)
+        }
+        None => Backend::Local(crate::commands::open_store(config, true).await?),
     };
     match a.command {
         TokenCommand::Create {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// The `USER` every child runs as, so changes are recorded as [`ACTOR`].
 const USER: &str = "pa-tester";
-const ACTOR: &str = "cli:pa-tester";
+const ACTOR: &str = "local:pa-tester";
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/samples/osv");
 
 // ------------------------------------------------------------------ helpers

@@ -411,6 +411,7 @@ fn neither_client_nor_server_logs_a_token_at_trace_level() {
         ("PATCHAUDIT_LOG", "trace"),
     ];
     let mut client_logs = String::new();
+    let mut created = Vec::new();
     for args in [
         vec![
             "log",
@@ -431,7 +432,11 @@ fn neither_client_nor_server_logs_a_token_at_trace_level() {
         let o = run_env(d, &args, &env);
         assert!(o.status.success(), "{}", stderr(&o));
         client_logs.push_str(&stderr(&o));
+        if args[0] == "token" {
+            created.push(stdout(&o).trim().to_owned());
+        }
     }
+    assert!(created[0].starts_with("pa_"), "{created:?}");
     // A wrong token is refused without being echoed.
     let wrong = format!("{}{}", &token[..20], "Z".repeat(43));
     let o = run_env(
@@ -460,6 +465,10 @@ fn neither_client_nor_server_logs_a_token_at_trace_level() {
         assert!(
             !logs.contains(&wrong[20..]),
             "the {who} logged a presented secret"
+        );
+        assert!(
+            !logs.contains(&created[0][20..]),
+            "the {who} logged a secret the server made"
         );
     }
 }

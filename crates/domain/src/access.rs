@@ -130,7 +130,7 @@ impl TokenName {
                 "a token needs a name of 1 to 64 characters",
             ));
         }
-        if s.len() > 64 {
+        if s.chars().count() > 64 {
             return Err(FieldError::new(
                 field,
                 ErrorCode::TooLong,

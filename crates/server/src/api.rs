@@ -185,20 +185,6 @@ pub struct IngestResponse {
     pub events: Vec<IngestedEvent>,
 }
 
-/// Validates decoded events and appends them as one all-or-nothing batch.
-///
-/// Shared by the HTTP API and the CLI's local mode, so both apply exactly
-/// the same rules.
-pub async fn ingest(
-    store: &dyn Store,
-    config: &ServerConfig,
-    decoded: Vec<Decoded>,
-    recorded_by: &str,
-) -> Result<IngestResponse, ApiError> {
-    let events = validate(config, decoded)?;
-    append(store, events, recorded_by).await
-}
-
 /// Checks the batch size and validates every event, reporting every
 /// problem at once.
 pub fn validate(config: &ServerConfig, decoded: Vec<Decoded>) -> Result<Vec<NewEvent>, ApiError> {

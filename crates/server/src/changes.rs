@@ -32,8 +32,8 @@ pub struct ChangeOut {
     pub action: String,
     /// When (RFC 3339, UTC).
     pub changed_at: String,
-    /// Who: a token's `name#id`, or `cli:USER`/`local:USER` for the CLI on
-    /// the database.
+    /// Who: a token's `name#id`, or `local:USER` for the CLI on the
+    /// database.
     pub changed_by: String,
 }
 
@@ -67,7 +67,8 @@ fn action(kind: RecordKind, r: &Record) -> &'static str {
 }
 
 /// Every change to the catalog, system tags, the policy, exceptions and
-/// tokens, oldest first, with who made it and when.
+/// tokens, oldest first, with who made it and when. Token rows need the
+/// admin scope; without it they are left out.
 #[utoipa::path(get, path = "/v1/changes", tag = "compliance",
     params(
         ("after" = Option<u64>, Query, description = "Only changes with a higher rev (the `next_after` of the previous page)", format = "uint64", maximum = 18446744073709551615usize),
@@ -81,6 +82,7 @@ fn action(kind: RecordKind, r: &Record) -> &'static str {
 )]
 async fn list_changes(
     State(st): State<AppState>,
+    crate::auth::Caller(who): crate::auth::Caller,
     RawQuery(q): RawQuery,
 ) -> Result<Json<ChangePage>, ApiError> {
     let mut p = Params::parse(q.as_deref())?;
@@ -101,18 +103,36 @@ async fn list_changes(
         })
     });
     p.finish(&["after", "kind", "limit"])?;
+    // Tokens are an admin matter (`/v1/tokens` needs admin), so a caller
+    // without admin sees the rest of the trail but not the token rows.
+    let admin = who
+        .token
+        .scopes
+        .contains(patchaudit_domain::access::Scope::Admin);
+    if kind == Some(RecordKind::Token) && !admin {
+        return Err(ApiError::Forbidden {
+            detail: format!(
+                "token {} has scope {}; the token rows of the trail need admin",
+                who.label(),
+                who.token.scopes
+            ),
+            errors: Vec::new(),
+        });
+    }
     Ok(Json(
-        page(st.store.as_ref(), after, kind, limit as usize).await?,
+        page(st.store.as_ref(), after, kind, limit as usize, admin).await?,
     ))
 }
 
 /// One page of the trail: up to `limit` changes after `after`, of `kind`
-/// if given. Shared with the CLI's local mode.
+/// if given, with token rows only if `with_tokens`. Shared with the CLI's
+/// local mode.
 pub async fn page(
     store: &dyn patchaudit_store::Store,
     after: u64,
     kind: Option<RecordKind>,
     limit: usize,
+    with_tokens: bool,
 ) -> Result<ChangePage, ApiError> {
     // Filtering by kind reads on past other kinds, so read in pages until
     // this page is full or the trail ends.
@@ -124,7 +144,7 @@ pub async fn page(
         let done = batch.len() < MAX_PAGE;
         for (k, r) in batch {
             cursor = r.rev;
-            if kind.is_some_and(|want| want != k) {
+            if kind.is_some_and(|want| want != k) || (k == RecordKind::Token && !with_tokens) {
                 continue;
             }
             if out.len() == limit {

@@ -33,8 +33,8 @@ use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 
 pub use api::{
-    ingest, EventPage, Health, IngestResponse, IngestedEvent, PatchOut, PatchSystemOut,
-    StatusCounts, SystemOut, SystemPage,
+    EventPage, Health, IngestResponse, IngestedEvent, PatchOut, PatchSystemOut, StatusCounts,
+    SystemOut, SystemPage,
 };
 pub use params::{decode_cursor, encode_cursor};
 

@@ -20,9 +20,14 @@ pub struct BodyDeadline(pub Duration);
 
 /// Refuses a request with 503 (and `Retry-After`) when the server already
 /// has its configured number of requests in flight, rather than queueing
-/// it behind them; then gives the body a deadline.
+/// it behind them; then gives the body a deadline. A request stays in
+/// flight until its response body has been sent, so a streamed download
+/// counts for as long as it streams. Liveness and readiness probes are not
+/// counted: a busy server is not a dead one.
 pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
     let permit = match &st.in_flight {
+        _ if probe => None,
         Some(sem) => match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
@@ -41,8 +46,42 @@ pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Resp
         req.map(|body| with_deadline(body, deadline))
     };
     let resp = next.run(req).await;
-    drop(permit);
-    resp
+    match permit {
+        Some(permit) => resp.map(|body| {
+            Body::new(Permitted {
+                inner: body,
+                _permit: permit,
+            })
+        }),
+        None => resp,
+    }
+}
+
+/// A response body that holds its request's place among those in flight
+/// until it is dropped: when it has been sent, or the client went away.
+struct Permitted {
+    inner: Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl axum::body::HttpBody for Permitted {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Wraps a body so that reading it fails once `limit` has passed since the

@@ -18,7 +18,7 @@ async fn call(srv: &TestServer, method: &str, path: &str, auth: Option<&str>) ->
     if let Some(a) = auth {
         req = req.header(reqwest::header::AUTHORIZATION, a);
     }
-    if m != reqwest::Method::GET && m != reqwest::Method::DELETE {
+    if m == reqwest::Method::POST || m == reqwest::Method::PUT || m == reqwest::Method::PATCH {
         req = req
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body("{}");
@@ -79,6 +79,10 @@ async fn every_route_refuses_missing_malformed_revoked_and_wrong_scope_tokens() 
                 open += 1;
                 let r = call(&srv, method, &concrete, None).await;
                 assert!(r.status != 401 && r.status != 403, "{what} is open: {r:?}");
+                if method == "get" {
+                    let r = call(&srv, "head", &concrete, None).await;
+                    assert_eq!(r.status, 200, "HEAD {path} is open too");
+                }
                 continue;
             };
             secured += 1;
@@ -121,6 +125,18 @@ async fn every_route_refuses_missing_malformed_revoked_and_wrong_scope_tokens() 
                         "{what} with {has}: {p}"
                     );
                 }
+            }
+            // HEAD is answered by the GET handler, and judged as a GET.
+            if method == "get" {
+                let r = call(&srv, "head", &concrete, None).await;
+                assert_eq!(r.status, 401, "HEAD {path} without a token");
+                let right = &tokens.iter().find(|(h, _)| *h == scope).unwrap().1;
+                let r = call(&srv, "head", &concrete, Some(&bearer(right))).await;
+                assert!(
+                    r.status != 401 && r.status != 403,
+                    "HEAD {path}: {}",
+                    r.status
+                );
             }
         }
     }
@@ -406,7 +422,7 @@ async fn requests_past_the_concurrency_cap_get_503_busy() {
     // Wait until the slow request holds the one permit.
     let mut busy = None;
     for _ in 0..100 {
-        let resp = srv.client.get(srv.url("/healthz")).send().await.unwrap();
+        let resp = srv.client.get(srv.url("/v1/systems")).send().await.unwrap();
         if resp.status() == 503 {
             busy = Some(resp);
             break;
@@ -421,6 +437,8 @@ async fn requests_past_the_concurrency_cap_get_503_busy() {
         p["detail"].as_str().unwrap().contains("1 concurrent"),
         "{p}"
     );
+    // Probes are not counted: a busy server is not a dead one.
+    assert_eq!(srv.get("/healthz").await.status, 200);
     release.send(()).unwrap();
     // The held request completes normally ("[]" is an empty batch: 200).
     let status = slow.await.unwrap().unwrap();
@@ -635,11 +653,27 @@ async fn the_changes_trail_says_who_changed_what_and_when_in_order() {
         assert_eq!(errors.len(), 1, "{k}={v}: {errors:?}");
         assert_eq!(errors[0].0, k, "{k}={v}");
     }
-    // A read token sees the trail; an ingest token does not.
+    // A read token sees the trail without the token rows, which need
+    // admin; an ingest token does not see it at all.
     let reader = client_with(&make_token(&srv.store, "auditor", &["read"]).await);
-    assert_eq!(
-        srv.send(reader.get(srv.url("/v1/changes"))).await.status,
-        200
+    let r = srv.send(reader.get(srv.url("/v1/changes"))).await;
+    assert_eq!(r.status, 200);
+    let kinds: Vec<String> = r.json()["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !kinds.is_empty() && !kinds.iter().any(|k| k == "token"),
+        "{kinds:?}"
     );
+    srv.send(reader.get(srv.url("/v1/changes?kind=token")))
+        .await
+        .problem(403, "forbidden");
+    let ingester = client_with(&make_token(&srv.store, "agent-2", &["ingest"]).await);
+    srv.send(ingester.get(srv.url("/v1/changes")))
+        .await
+        .problem(403, "forbidden");
     srv.shutdown().await;
 }
