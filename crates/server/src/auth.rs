@@ -251,23 +251,39 @@ pub async fn check_systems(
     if token.unrestricted() {
         return Ok(());
     }
-    let mut tag_cache: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    use std::collections::{HashMap, HashSet};
+    // The systems no pattern allows; only these need their tags.
+    let unmatched: HashSet<&str> = events
+        .iter()
+        .map(|e| e.system.as_str())
+        .filter(|s| !token.systems.iter().any(|p| p.matches(s)))
+        .collect();
+    let mut tagged: HashMap<&str, bool> = HashMap::new();
+    if !token.tags.is_empty() && !unmatched.is_empty() {
+        // A few systems: one point read each. Many (a collector's backlog,
+        // an import): every system's tags in one read.
+        if unmatched.len() <= 16 {
+            for s in &unmatched {
+                let tags = patchaudit_store::compliance::tags_of(store, s).await?;
+                tagged.insert(s, token.tags.iter().any(|want| tags.has(want)));
+            }
+        } else {
+            let all = patchaudit_store::compliance::system_tags(store, None).await?;
+            for s in &unmatched {
+                let t = all
+                    .get(*s)
+                    .is_some_and(|tags| token.tags.iter().any(|want| tags.has(want)));
+                tagged.insert(s, t);
+            }
+        }
+    }
     let mut errors = Vec::new();
     for (index, e) in events.iter().enumerate() {
         let system = e.system.as_str();
-        if token.systems.iter().any(|p| p.matches(system)) {
+        if !unmatched.contains(system) {
             continue;
         }
-        let tagged = if token.tags.is_empty() {
-            false
-        } else if let Some(t) = tag_cache.get(system) {
-            *t
-        } else {
-            let tags = patchaudit_store::compliance::tags_of(store, system).await?;
-            let t = token.tags.iter().any(|want| tags.has(want));
-            tag_cache.insert(system, t);
-            t
-        };
+        let tagged = tagged.get(system).copied().unwrap_or(false);
         if !tagged {
             errors.push(IndexedFieldError {
                 index,

@@ -348,6 +348,36 @@ async fn a_token_limited_to_some_systems_cannot_write_others_and_nothing_is_reco
     srv.send(agent.post(srv.url("/v1/events")).json(&again))
         .await
         .problem(403, "forbidden");
+    // A batch naming many systems is judged by their tags all the same
+    // (read in one go rather than one system at a time).
+    for i in 0..20 {
+        let r = srv
+            .send(
+                srv.client
+                    .put(srv.url(&format!("/v1/systems/fleet-{i:02}/tags")))
+                    .json(&json!({"tags": ["env=prod"]})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let many: Vec<Value> = (0..21)
+        .map(|i| event("KB3", &format!("fleet-{i:02}"), at, "success"))
+        .collect();
+    let r = srv
+        .send(agent.post(srv.url("/v1/events")).json(&many))
+        .await;
+    let p = r.problem(403, "forbidden");
+    let refused: Vec<u64> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(refused, [20], "only the untagged fleet-20: {p}");
+    let r = srv
+        .send(agent.post(srv.url("/v1/events")).json(&many[..20]))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
     // An unrestricted ingest token writes any system.
     let any = client_with(&make_token(&srv.store, "any", &["ingest"]).await);
     let r = srv.send(any.post(srv.url("/v1/events")).json(&again)).await;
