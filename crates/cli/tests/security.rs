@@ -323,6 +323,37 @@ fn serve_speaks_tls_and_clients_verify_the_certificate() {
     assert!(stderr(&o).contains("/nonexistent/k.pem"), "{}", stderr(&o));
 }
 
+/// Starts `serve` with `args` at log level `log`, its stderr kept for
+/// [`stop_for_log`]; returns it and the URL it prints.
+fn serve_logging(d: &Path, args: &[&str], log: &str) -> (std::process::Child, String) {
+    let mut child = cmd(d)
+        .arg("serve")
+        .args(args)
+        .env("PATCHAUDIT_LOG", log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("patchaudit listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+/// Kills a server started by [`serve_logging`] and returns what it logged.
+fn stop_for_log(mut child: std::process::Child) -> String {
+    child.kill().unwrap();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned()
+}
+
 #[test]
 fn serve_refuses_a_non_loopback_address_without_tls_unless_told() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,33 +371,19 @@ fn serve_refuses_a_non_loopback_address_without_tls_unless_told() {
         "refused before opening anything"
     );
     // Asked for explicitly, it listens, and says in its log what that means.
-    let mut child = cmd(d)
-        .args([
-            "serve",
+    let (child, url) = serve_logging(
+        d,
+        &[
             "--listen",
             "0.0.0.0:0",
             "--allow-insecure-listen",
             "--database-url",
             "sqlite://open.db",
-        ])
-        .env("PATCHAUDIT_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(
-        line.starts_with("patchaudit listening on http://0.0.0.0:"),
-        "{line}"
+        ],
+        "warn",
     );
-    child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(url.starts_with("http://0.0.0.0:"), "{url}");
+    let log = stop_for_log(child);
     assert!(log.contains("WARN") && log.contains("without TLS"), "{log}");
     // The default stays loopback.
     let o = run_env(d, &["config"], &[]);
@@ -382,30 +399,11 @@ fn neither_client_nor_server_logs_a_token_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let token = common::create_token(d, "sqlite://t.db", "admin", "admin,read,ingest", &[]);
-    let mut server = cmd(d)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            "sqlite://t.db",
-        ])
-        .env("PATCHAUDIT_LOG", "trace")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("patchaudit listening on ")
-        .unwrap()
-        .to_owned();
+    let (server, url) = serve_logging(
+        d,
+        &["--listen", "127.0.0.1:0", "--database-url", "sqlite://t.db"],
+        "trace",
+    );
     let env = [
         ("PATCHAUDIT_TOKEN", token.as_str()),
         ("PATCHAUDIT_LOG", "trace"),
@@ -449,9 +447,7 @@ fn neither_client_nor_server_logs_a_token_at_trace_level() {
     );
     assert_eq!(o.status.code(), Some(9));
     client_logs.push_str(&stderr(&o));
-    server.kill().unwrap();
-    let server_logs =
-        String::from_utf8_lossy(&server.wait_with_output().unwrap().stderr).into_owned();
+    let server_logs = stop_for_log(server);
     // The server's log was captured: it says a token was created, by whom.
     assert!(
         server_logs.contains("token created") && server_logs.contains("by=admin#"),
