@@ -51,11 +51,16 @@ fn loopback(url: &str) -> bool {
 }
 
 /// Who events written straight to the database are recorded by: no token
-/// is involved, so the operating-system user who ran the command.
+/// is involved, so the operating-system user who ran the command, as the
+/// system knows it (not `$USER`, which anyone can set); `$USER` only if the
+/// system will not say.
 pub fn local_principal() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = whoami::username()
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .unwrap_or_else(|| "unknown".into());
     format!("local:{user}")
 }
 
