@@ -59,7 +59,7 @@ pub async fn run(config: &Config, a: ChangesArgs) -> Result<()> {
             let kind = a.kind.as_deref().and_then(RecordKind::parse);
             changes::page(&**store, a.after, kind, a.limit as usize, true)
                 .await
-                .map_err(|e| Failure::error(e.to_string()))?
+                .map_err(crate::compliance::api_failure)?
         }
         Backend::Remote { .. } => {
             let mut q = vec![

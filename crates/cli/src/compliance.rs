@@ -32,7 +32,7 @@ fn actor() -> String {
 }
 
 /// Turns an API error met in local mode into a failure with the right exit code.
-fn api_failure(e: ApiError) -> anyhow::Error {
+pub(crate) fn api_failure(e: ApiError) -> anyhow::Error {
     let (status, problem) = e.to_problem();
     let mut f = match status.as_u16() {
         400 | 413 | 415 | 422 => Failure::invalid(problem.detail.clone()),

@@ -7,12 +7,11 @@
 
 use crate::backend::{encode_segment, Backend};
 use crate::commands::{backend, table};
-use crate::exit::Failure;
+use crate::compliance::api_failure;
 use crate::{config::Config, ClientArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use patchaudit_server::auth::{self, CreatedToken, TokenIn, TokenList, TokenOut};
-use patchaudit_server::error::ApiError;
 use patchaudit_store::tokens;
 use reqwest::Method;
 use std::io::Write;
@@ -87,12 +86,6 @@ enum TokenCommand {
 /// Who a local change is recorded as: the operating-system user.
 fn local_actor() -> String {
     crate::backend::local_principal()
-}
-
-fn api_failure(e: ApiError) -> anyhow::Error {
-    let (status, problem) = e.to_problem();
-    let body = serde_json::to_vec(&problem).unwrap_or_default();
-    Failure::from_problem(status.as_u16(), &body).into()
 }
 
 /// Runs `patchaudit token`.

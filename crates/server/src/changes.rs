@@ -51,17 +51,10 @@ pub struct ChangePage {
 fn action(kind: RecordKind, r: &Record) -> &'static str {
     match (kind, r.body.as_deref()) {
         (_, None) => "deleted",
-        (RecordKind::Token, Some(body)) => {
-            let revoked = serde_json::from_str::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v.get("revoked").and_then(|b| b.as_bool()))
-                .unwrap_or(false);
-            if revoked {
-                "revoked"
-            } else {
-                "created"
-            }
+        (RecordKind::Token, Some(body)) if patchaudit_store::tokens::is_revocation(body) => {
+            "revoked"
         }
+        (RecordKind::Token, Some(_)) => "created",
         (_, Some(_)) => "written",
     }
 }

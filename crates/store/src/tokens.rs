@@ -137,6 +137,12 @@ fn decode(r: &Record) -> Result<Token, StoreError> {
     })
 }
 
+/// Whether a stored token revision is its revocation (for listing what
+/// each revision did without decoding the whole token).
+pub fn is_revocation(body: &str) -> bool {
+    serde_json::from_str::<TokenDoc>(body).is_ok_and(|d| d.revoked)
+}
+
 /// Records a new token. `token.created_at` and `created_by` are taken as
 /// given and any `revoked` is ignored. An id that already exists is an
 /// internal error: ids are 64 random bits, so a clash means a bug, not bad
@@ -232,6 +238,12 @@ mod tests {
             changed: true,
         };
         assert_eq!(decode(&r).unwrap(), t);
+        assert!(!is_revocation(r.body.as_deref().unwrap()));
+        let revoked = Token {
+            revoked: Some((t.created_at, "x".into())),
+            ..t.clone()
+        };
+        assert!(is_revocation(&encode(&revoked)));
         assert_eq!(t.principal(), "agent-web-01#0123456789abcdef");
         assert!(
             !format!("{t:?}").contains(&t.secret_sha256),
