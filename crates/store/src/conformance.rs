@@ -59,7 +59,10 @@ macro_rules! conformance_suite {
             cached_facts_follow_every_append,
             a_report_is_derived_again_from_its_instant_and_checkpoint,
             tokens_are_created_revoked_once_and_never_edited,
-            the_audit_trail_lists_every_revision_once_in_order
+            the_audit_trail_lists_every_revision_once_in_order,
+            stream_cursors_only_move_forward,
+            dead_letters_are_kept_until_removed,
+            alerts_are_raised_once_per_key_and_never_edited
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1475,4 +1478,81 @@ pub async fn a_report_is_derived_again_from_its_instant_and_checkpoint(store: Ar
         matches!(missing, Err(StoreError::NotFound(_))),
         "a size no commit ended at"
     );
+}
+
+/// A stream cursor starts absent, moves forward, and ignores a move back,
+/// so a slow writer cannot undo a faster one's progress.
+pub async fn stream_cursors_only_move_forward(store: Arc<dyn Store>) {
+    assert!(store.cursors().await.unwrap().is_empty());
+    store.save_cursor("nats/events", 10).await.unwrap();
+    store.save_cursor("a/events", 3).await.unwrap();
+    store.save_cursor("nats/events", 4).await.unwrap();
+    let cursors = store.cursors().await.unwrap();
+    let got: Vec<(&str, u64)> = cursors
+        .iter()
+        .map(|c| (c.name.as_str(), c.position))
+        .collect();
+    assert_eq!(got, [("a/events", 3), ("nats/events", 10)]);
+    store.save_cursor("nats/events", 25).await.unwrap();
+    let after = store.cursors().await.unwrap();
+    assert_eq!(after[1].position, 25);
+    assert!(after[1].updated_at >= cursors[1].updated_at);
+}
+
+/// Dead letters keep what was sent and why it failed, list per sink in
+/// order, and go away only when removed.
+pub async fn dead_letters_are_kept_until_removed(store: Arc<dyn Store>) {
+    use crate::stream::NewDeadLetter;
+    let letter = |sink: &str, msg: &str| NewDeadLetter {
+        sink: sink.into(),
+        message_id: msg.into(),
+        payload: format!("{{\"m\":\"{msg}\"}}"),
+        attempts: 8,
+        error: "HTTP 500 from https://hooks.example/x".into(),
+    };
+    let a = store.add_dead_letter(letter("webhook:1", "e:1")).await.unwrap();
+    let b = store.add_dead_letter(letter("webhook:2", "e:2")).await.unwrap();
+    let c = store.add_dead_letter(letter("webhook:1", "e:3")).await.unwrap();
+    assert!(a < b && b < c);
+    let all = store.dead_letters(None).await.unwrap();
+    assert_eq!(all.iter().map(|l| l.id).collect::<Vec<_>>(), [a, b, c]);
+    let one = store.dead_letters(Some("webhook:1")).await.unwrap();
+    assert_eq!(one.len(), 2);
+    assert_eq!(one[1].message_id, "e:3");
+    assert_eq!(one[1].payload, "{\"m\":\"e:3\"}");
+    assert_eq!(one[1].attempts, 8);
+    assert!(one[1].error.contains("HTTP 500"));
+    assert!(store.remove_dead_letter(a).await.unwrap());
+    assert!(!store.remove_dead_letter(a).await.unwrap());
+    let left = store.dead_letters(Some("webhook:1")).await.unwrap();
+    assert_eq!(left.iter().map(|l| l.id).collect::<Vec<_>>(), [c]);
+}
+
+/// An alert key is raised once; alerts list by increasing id from any
+/// point, and the database refuses to edit or delete them.
+pub async fn alerts_are_raised_once_per_key_and_never_edited(store: Arc<dyn Store>) {
+    let first = store
+        .raise_alert("bad_patch:KB1", "bad_patch", "{\"n\":3}")
+        .await
+        .unwrap()
+        .expect("a new key is raised");
+    assert_eq!(first.rule, "bad_patch");
+    assert!(store
+        .raise_alert("bad_patch:KB1", "bad_patch", "{\"n\":4}")
+        .await
+        .unwrap()
+        .is_none());
+    let second = store
+        .raise_alert("failure:7", "severe_failure", "{}")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.id > first.id);
+    let all = store.alerts(0, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], first);
+    assert_eq!(all[0].body, "{\"n\":3}", "the first raise is kept");
+    assert_eq!(store.alerts(first.id, 10).await.unwrap(), [second.clone()]);
+    assert_eq!(store.alerts(0, 1).await.unwrap().len(), 1);
+    assert!(store.alerts(second.id, 10).await.unwrap().is_empty());
 }

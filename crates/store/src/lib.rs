@@ -18,6 +18,7 @@ mod group;
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod stream;
 pub mod tokens;
 pub mod tree;
 
@@ -204,6 +205,37 @@ pub trait Store: Send + Sync + 'static {
         &self,
         seqs: &[u64],
     ) -> Result<std::collections::HashMap<u64, String>, StoreError>;
+
+    /// Every stream cursor, by name.
+    async fn cursors(&self) -> Result<Vec<stream::Cursor>, StoreError>;
+
+    /// Moves the cursor `name` to `position`, creating it if needed. A
+    /// cursor never moves back: a lower position than the stored one is
+    /// ignored, so a slow writer cannot undo a faster one's progress.
+    async fn save_cursor(&self, name: &str, position: u64) -> Result<(), StoreError>;
+
+    /// Keeps a delivery that gave up, and returns its id.
+    async fn add_dead_letter(&self, letter: stream::NewDeadLetter) -> Result<u64, StoreError>;
+
+    /// The dead letters of `sink` (of every sink without one), oldest first.
+    async fn dead_letters(&self, sink: Option<&str>)
+        -> Result<Vec<stream::DeadLetter>, StoreError>;
+
+    /// Removes a dead letter once it was delivered again; false if there
+    /// was none with that id.
+    async fn remove_dead_letter(&self, id: u64) -> Result<bool, StoreError>;
+
+    /// Records an alert unless one with the same `key` exists; returns the
+    /// new alert, or `None` when the key was already raised.
+    async fn raise_alert(
+        &self,
+        key: &str,
+        rule: &str,
+        body: &str,
+    ) -> Result<Option<stream::Alert>, StoreError>;
+
+    /// Up to `limit` alerts with an id above `after`, oldest first.
+    async fn alerts(&self, after: u64, limit: usize) -> Result<Vec<stream::Alert>, StoreError>;
 
     /// Checks that the database answers; used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

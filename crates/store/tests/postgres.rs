@@ -68,8 +68,11 @@ async fn the_database_itself_refuses_updates_deletes_and_truncate() {
         .append(vec![event("s", "P", 0, Status::Success)], "")
         .await
         .unwrap();
+    f.store.raise_alert("k", "bad_patch", "{}").await.unwrap();
     let c = raw_client(f.schema.name()).await;
     for sql in [
+        "UPDATE alerts SET body = 'x'",
+        "DELETE FROM alerts",
         "UPDATE events SET status = 'failure'",
         "DELETE FROM events",
         "TRUNCATE events",

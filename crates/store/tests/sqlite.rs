@@ -50,6 +50,11 @@ async fn the_database_itself_refuses_updates_and_deletes() {
     let del = conn.execute("DELETE FROM events", []);
     assert!(del.unwrap_err().to_string().contains("append-only"));
     assert_eq!(store.len().await.unwrap(), 1);
+    store.raise_alert("k", "bad_patch", "{}").await.unwrap();
+    for sql in ["UPDATE alerts SET body = 'x'", "DELETE FROM alerts"] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 
 mod compliance;
 mod schema;
+mod stream;
 mod writer;
 
 use crate::compliance::{FactsSnapshot, Record, RecordChange, RecordKind};
@@ -727,6 +728,56 @@ impl Store for PgStore {
             .await
             .map_err(|e| db_error(&e))?;
         Ok(())
+    }
+
+    async fn cursors(&self) -> Result<Vec<crate::stream::Cursor>, StoreError> {
+        let c = self.client().await?;
+        stream::cursors(&c).await
+    }
+
+    async fn save_cursor(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        stream::save_cursor(&c, name, position).await
+    }
+
+    async fn add_dead_letter(
+        &self,
+        letter: crate::stream::NewDeadLetter,
+    ) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        stream::add_dead_letter(&c, &letter).await
+    }
+
+    async fn dead_letters(
+        &self,
+        sink: Option<&str>,
+    ) -> Result<Vec<crate::stream::DeadLetter>, StoreError> {
+        let c = self.client().await?;
+        stream::dead_letters(&c, sink).await
+    }
+
+    async fn remove_dead_letter(&self, id: u64) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        stream::remove_dead_letter(&c, id).await
+    }
+
+    async fn raise_alert(
+        &self,
+        key: &str,
+        rule: &str,
+        body: &str,
+    ) -> Result<Option<crate::stream::Alert>, StoreError> {
+        let c = self.client().await?;
+        stream::raise_alert(&c, key, rule, body).await
+    }
+
+    async fn alerts(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::stream::Alert>, StoreError> {
+        let c = self.client().await?;
+        stream::alerts(&c, after, limit).await
     }
 
     fn backend(&self) -> &'static str {

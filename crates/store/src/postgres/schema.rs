@@ -164,6 +164,36 @@ CREATE INDEX pair_facts_by_update ON pair_facts (updated_seq);
 -- Folding a pair again (an event from its past) reads its events by this.
 CREATE INDEX events_by_pair ON events (patch_id, system, seq);
 "#,
+    // 4: the stream: cursors of the sinks, dead letters and alerts.
+    r#"
+-- The next position each consumer has not yet delivered. State, not
+-- history: a cursor row is updated in place as it moves forward.
+CREATE TABLE stream_cursors (
+    name       text PRIMARY KEY,
+    position   bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+-- Deliveries that failed every retry; removed when replayed.
+CREATE TABLE dead_letters (
+    id         bigserial PRIMARY KEY,
+    sink       text NOT NULL,
+    message_id text NOT NULL,
+    payload    text NOT NULL,
+    attempts   integer NOT NULL,
+    error      text NOT NULL,
+    failed_at  timestamptz NOT NULL
+);
+-- Alerts are history: written once, never changed.
+CREATE TABLE alerts (
+    id        bigserial PRIMARY KEY,
+    key       text NOT NULL UNIQUE,
+    rule      text NOT NULL,
+    raised_at timestamptz NOT NULL,
+    body      text NOT NULL
+);
+CREATE TRIGGER alerts_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON alerts
+    FOR EACH STATEMENT EXECUTE FUNCTION patchaudit_append_only();
+"#,
 ];
 
 /// Creates `schema` if it is given and missing, applies pending migrations

@@ -8,6 +8,7 @@
 
 mod compliance;
 mod schema;
+mod stream;
 mod writer;
 
 use crate::compliance::{FactsSnapshot, Record, RecordChange, RecordKind};
@@ -176,6 +177,25 @@ impl SqliteStore {
     /// The file the ledger lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Runs `f` on a short-lived write connection on the blocking thread
+    /// pool. The stream's bookkeeping writes a few times a second at most,
+    /// so it takes its own connection rather than a place in the ledger
+    /// writer's queue; SQLite's write lock orders it with appends.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .map_err(StoreError::Unavailable)?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("write task failed: {e}")))?
     }
 
     /// Runs `f` on a pooled read-only connection on the blocking thread pool.
@@ -698,6 +718,56 @@ impl Store for SqliteStore {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
             .await?;
         self.inner.writer.check_alive()
+    }
+
+    async fn cursors(&self) -> Result<Vec<crate::stream::Cursor>, StoreError> {
+        self.read(stream::cursors).await
+    }
+
+    async fn save_cursor(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(move |c| stream::save_cursor(c, &name, position))
+            .await
+    }
+
+    async fn add_dead_letter(
+        &self,
+        letter: crate::stream::NewDeadLetter,
+    ) -> Result<u64, StoreError> {
+        self.write(move |c| stream::add_dead_letter(c, &letter))
+            .await
+    }
+
+    async fn dead_letters(
+        &self,
+        sink: Option<&str>,
+    ) -> Result<Vec<crate::stream::DeadLetter>, StoreError> {
+        let sink = sink.map(str::to_owned);
+        self.read(move |c| stream::dead_letters(c, sink.as_deref()))
+            .await
+    }
+
+    async fn remove_dead_letter(&self, id: u64) -> Result<bool, StoreError> {
+        self.write(move |c| stream::remove_dead_letter(c, id)).await
+    }
+
+    async fn raise_alert(
+        &self,
+        key: &str,
+        rule: &str,
+        body: &str,
+    ) -> Result<Option<crate::stream::Alert>, StoreError> {
+        let (key, rule, body) = (key.to_owned(), rule.to_owned(), body.to_owned());
+        self.write(move |c| stream::raise_alert(c, &key, &rule, &body))
+            .await
+    }
+
+    async fn alerts(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::stream::Alert>, StoreError> {
+        self.read(move |c| stream::alerts(c, after, limit)).await
     }
 
     fn backend(&self) -> &'static str {

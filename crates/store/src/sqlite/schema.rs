@@ -143,6 +143,38 @@ CREATE INDEX pair_facts_by_update ON pair_facts (updated_seq);
 -- Folding a pair again (an event from its past) reads its events by this.
 CREATE INDEX events_by_pair ON events (patch_id, system);
 "#,
+    // 4: the stream: cursors of the sinks, dead letters and alerts.
+    r#"
+-- The next position each consumer has not yet delivered. State, not
+-- history: a cursor row is updated in place as it moves forward.
+CREATE TABLE stream_cursors (
+    name       TEXT PRIMARY KEY,
+    position   INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Deliveries that failed every retry; removed when replayed.
+CREATE TABLE dead_letters (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink       TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    attempts   INTEGER NOT NULL,
+    error      TEXT NOT NULL,
+    failed_at  INTEGER NOT NULL
+);
+-- Alerts are history: written once, never changed.
+CREATE TABLE alerts (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    key       TEXT NOT NULL UNIQUE,
+    rule      TEXT NOT NULL,
+    raised_at INTEGER NOT NULL,
+    body      TEXT NOT NULL
+);
+CREATE TRIGGER alerts_no_update BEFORE UPDATE ON alerts
+BEGIN SELECT RAISE(ABORT, 'patchaudit alerts are append-only'); END;
+CREATE TRIGGER alerts_no_delete BEFORE DELETE ON alerts
+BEGIN SELECT RAISE(ABORT, 'patchaudit alerts are append-only'); END;
+"#,
 ];
 
 /// The schema version this build writes.
