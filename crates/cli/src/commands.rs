@@ -63,6 +63,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         max_concurrent_requests: serve_flags.max_concurrent_requests,
         header_timeout: serve_flags.header_timeout,
         body_timeout: serve_flags.body_timeout,
+        nats_url: serve_flags.nats_url,
+        consume_nats: serve_flags.consume_nats,
+        webhook_urls: serve_flags.webhook_urls,
+        webhook_secret: serve_flags.webhook_secret,
+        webhook_max_attempts: serve_flags.webhook_max_attempts,
+        alert_bad_patch_systems: serve_flags.alert_bad_patch_systems,
+        alert_bad_patch_window: serve_flags.alert_bad_patch_window,
+        alert_overdue_every: serve_flags.alert_overdue_every,
     };
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(&flags, &env).map_err(|e| Failure::usage(format!("{e:#}")))?;
@@ -229,10 +237,17 @@ async fn serve(config: &Config) -> Result<()> {
         writeln!(out, "patchaudit listening on {scheme}://{local}")?;
         out.flush()?;
     }
-    let state = patchaudit_server::AppState::new(store, config.server_config());
+    let stream_config = config.stream_config();
+    let state = patchaudit_server::AppState::new(store, config.server_config())
+        .with_webhooks(&stream_config);
+    let stream = patchaudit_server::stream::start_for(&state, &stream_config)
+        .await
+        .map_err(Failure::usage)?;
     patchaudit_server::run_with(listener, state, tls, shutdown_signal())
         .await
         .context("serving HTTP")?;
+    // After the last request: every cursor is saved before the process ends.
+    stream.stop().await;
     tracing::info!("patchaudit stopped");
     Ok(())
 }

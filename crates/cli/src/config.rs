@@ -179,6 +179,14 @@ struct FileConfig {
     max_concurrent_requests: Option<usize>,
     header_timeout: Option<String>,
     body_timeout: Option<String>,
+    nats_url: Option<String>,
+    consume_nats: Option<String>,
+    webhook_urls: Option<Vec<String>>,
+    webhook_secret: Option<String>,
+    webhook_max_attempts: Option<u32>,
+    alert_bad_patch_systems: Option<usize>,
+    alert_bad_patch_window: Option<String>,
+    alert_overdue_every: Option<String>,
 }
 
 /// The effective configuration.
@@ -226,6 +234,22 @@ pub struct Config {
     pub header_timeout: Setting<Duration>,
     /// How long a client may take to send a request's body.
     pub body_timeout: Setting<Duration>,
+    /// The NATS server the stream publishes to.
+    pub nats_url: Setting<Option<Secret>>,
+    /// A NATS subject `serve` records events from.
+    pub consume_nats: Setting<Option<String>>,
+    /// Webhooks every event and alert is POSTed to.
+    pub webhook_urls: Setting<Vec<String>>,
+    /// The HMAC key webhooks are signed with.
+    pub webhook_secret: Setting<Option<Secret>>,
+    /// Attempts before a webhook message becomes a dead letter.
+    pub webhook_max_attempts: Setting<u32>,
+    /// The `bad_patch` alert fires when a patch failed on this many systems...
+    pub alert_bad_patch_systems: Setting<usize>,
+    /// ...within this window.
+    pub alert_bad_patch_window: Setting<Duration>,
+    /// How often overdue pairs are looked for; zero turns that rule off.
+    pub alert_overdue_every: Setting<Duration>,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -269,6 +293,22 @@ pub struct FlagValues {
     pub header_timeout: Option<String>,
     /// `--body-timeout`.
     pub body_timeout: Option<String>,
+    /// `--nats-url`.
+    pub nats_url: Option<String>,
+    /// `--consume-nats`.
+    pub consume_nats: Option<String>,
+    /// `--webhook-url` (repeatable; empty means "not given").
+    pub webhook_urls: Vec<String>,
+    /// `--webhook-secret`.
+    pub webhook_secret: Option<String>,
+    /// `--webhook-max-attempts`.
+    pub webhook_max_attempts: Option<u32>,
+    /// `--alert-bad-patch-systems`.
+    pub alert_bad_patch_systems: Option<usize>,
+    /// `--alert-bad-patch-window`.
+    pub alert_bad_patch_window: Option<String>,
+    /// `--alert-overdue-every`.
+    pub alert_overdue_every: Option<String>,
 }
 
 /// The name of the default signing key file in the data directory.
@@ -361,6 +401,14 @@ impl Config {
             max_concurrent_requests: Setting::default(512),
             header_timeout: Setting::default(Duration::from_secs(30)),
             body_timeout: Setting::default(Duration::from_secs(60)),
+            nats_url: Setting::default(None),
+            consume_nats: Setting::default(None),
+            webhook_urls: Setting::default(Vec::new()),
+            webhook_secret: Setting::default(None),
+            webhook_max_attempts: Setting::default(8),
+            alert_bad_patch_systems: Setting::default(3),
+            alert_bad_patch_window: Setting::default(Duration::from_secs(3600)),
+            alert_overdue_every: Setting::default(Duration::from_secs(60)),
         };
 
         let (path, explicit) = match (&flags.config, env("PATCHAUDIT_CONFIG")) {
@@ -402,7 +450,7 @@ impl Config {
                             e.message()
                         )
                     })?;
-                    if f.token.is_some() {
+                    if f.token.is_some() || f.webhook_secret.is_some() {
                         warn_if_shared(&path);
                     }
                     let src = Source::File(path.clone());
@@ -447,6 +495,28 @@ impl Config {
                     c.body_timeout.set(
                         f.body_timeout
                             .map(|s| parse_skew(&s, &format!("{origin}: body_timeout")))
+                            .transpose()?,
+                        src.clone(),
+                    );
+                    c.nats_url
+                        .set(f.nats_url.map(|u| Some(Secret::new(u))), src.clone());
+                    c.consume_nats.set(f.consume_nats.map(Some), src.clone());
+                    c.webhook_urls.set(f.webhook_urls, src.clone());
+                    c.webhook_secret
+                        .set(f.webhook_secret.map(|t| Some(Secret::new(t))), src.clone());
+                    c.webhook_max_attempts
+                        .set(f.webhook_max_attempts, src.clone());
+                    c.alert_bad_patch_systems
+                        .set(f.alert_bad_patch_systems, src.clone());
+                    c.alert_bad_patch_window.set(
+                        f.alert_bad_patch_window
+                            .map(|s| parse_skew(&s, &format!("{origin}: alert_bad_patch_window")))
+                            .transpose()?,
+                        src.clone(),
+                    );
+                    c.alert_overdue_every.set(
+                        f.alert_overdue_every
+                            .map(|s| parse_skew(&s, &format!("{origin}: alert_overdue_every")))
                             .transpose()?,
                         src,
                     );
@@ -547,6 +617,57 @@ impl Config {
             env,
             parse_skew,
         )?;
+        from_env(&mut c.nats_url, "PATCHAUDIT_NATS_URL", env, |v, _| {
+            Ok(Some(Secret::new(v)))
+        })?;
+        from_env(
+            &mut c.consume_nats,
+            "PATCHAUDIT_CONSUME_NATS",
+            env,
+            |v, _| Ok(Some(v.to_owned())),
+        )?;
+        from_env(
+            &mut c.webhook_urls,
+            "PATCHAUDIT_WEBHOOK_URLS",
+            env,
+            |v, _| {
+                Ok(v.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect())
+            },
+        )?;
+        from_env(
+            &mut c.webhook_secret,
+            "PATCHAUDIT_WEBHOOK_SECRET",
+            env,
+            |v, _| Ok(Some(Secret::new(v))),
+        )?;
+        from_env(
+            &mut c.webhook_max_attempts,
+            "PATCHAUDIT_WEBHOOK_MAX_ATTEMPTS",
+            env,
+            parse_number,
+        )?;
+        from_env(
+            &mut c.alert_bad_patch_systems,
+            "PATCHAUDIT_ALERT_BAD_PATCH_SYSTEMS",
+            env,
+            parse_number,
+        )?;
+        from_env(
+            &mut c.alert_bad_patch_window,
+            "PATCHAUDIT_ALERT_BAD_PATCH_WINDOW",
+            env,
+            parse_skew,
+        )?;
+        from_env(
+            &mut c.alert_overdue_every,
+            "PATCHAUDIT_ALERT_OVERDUE_EVERY",
+            env,
+            parse_skew,
+        )?;
 
         c.database_url.set(
             flags.database_url.clone().map(DatabaseUrl::new),
@@ -619,6 +740,72 @@ impl Config {
                 .transpose()?,
             Source::Flag("--body-timeout"),
         );
+        c.nats_url.set(
+            flags.nats_url.clone().map(|u| Some(Secret::new(u))),
+            Source::Flag("--nats-url"),
+        );
+        c.consume_nats.set(
+            flags.consume_nats.clone().map(Some),
+            Source::Flag("--consume-nats"),
+        );
+        c.webhook_urls.set(
+            (!flags.webhook_urls.is_empty()).then(|| flags.webhook_urls.clone()),
+            Source::Flag("--webhook-url"),
+        );
+        c.webhook_secret.set(
+            flags.webhook_secret.clone().map(|t| Some(Secret::new(t))),
+            Source::Flag("--webhook-secret"),
+        );
+        c.webhook_max_attempts.set(
+            flags.webhook_max_attempts,
+            Source::Flag("--webhook-max-attempts"),
+        );
+        c.alert_bad_patch_systems.set(
+            flags.alert_bad_patch_systems,
+            Source::Flag("--alert-bad-patch-systems"),
+        );
+        c.alert_bad_patch_window.set(
+            flags
+                .alert_bad_patch_window
+                .as_deref()
+                .map(|s| parse_skew(s, "--alert-bad-patch-window"))
+                .transpose()?,
+            Source::Flag("--alert-bad-patch-window"),
+        );
+        c.alert_overdue_every.set(
+            flags
+                .alert_overdue_every
+                .as_deref()
+                .map(|s| parse_skew(s, "--alert-overdue-every"))
+                .transpose()?,
+            Source::Flag("--alert-overdue-every"),
+        );
+        if !c.webhook_urls.value.is_empty() && c.webhook_secret.value.is_none() {
+            bail!(
+                "webhooks ({}) need a signing secret: set webhook_secret, PATCHAUDIT_WEBHOOK_SECRET or --webhook-secret",
+                c.webhook_urls.source
+            );
+        }
+        for url in &c.webhook_urls.value {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                bail!(
+                    "webhook URL {url:?} ({}) must start with https:// or http://",
+                    c.webhook_urls.source
+                );
+            }
+        }
+        if c.consume_nats.value.is_some() && c.nats_url.value.is_none() {
+            bail!(
+                "consume_nats ({}) needs a NATS server: set nats_url, PATCHAUDIT_NATS_URL or --nats-url",
+                c.consume_nats.source
+            );
+        }
+        if c.alert_bad_patch_systems.value == 0 {
+            bail!(
+                "alert_bad_patch_systems ({}) must be at least 1",
+                c.alert_bad_patch_systems.source
+            );
+        }
         if c.tls_cert.value.is_some() != c.tls_key.value.is_some() {
             bail!(
                 "TLS needs both a certificate and a key: tls_cert is {} ({}), tls_key is {} ({})",
@@ -668,6 +855,37 @@ impl Config {
             max_concurrent_requests: self.max_concurrent_requests.value,
             body_timeout: self.body_timeout.value,
             header_timeout: self.header_timeout.value,
+        }
+    }
+
+    /// What the stream does, as the server crate wants it.
+    pub fn stream_config(&self) -> patchaudit_server::stream::StreamConfig {
+        use patchaudit_server::stream::{alerts::AlertConfig, webhook};
+        let secret = self
+            .webhook_secret
+            .value
+            .as_ref()
+            .map(|s| webhook::WebhookSecret::new(s.expose()))
+            .unwrap_or_else(|| webhook::WebhookSecret::new(""));
+        patchaudit_server::stream::StreamConfig {
+            nats_url: self.nats_url.value.as_ref().map(|u| u.expose().to_owned()),
+            webhooks: self
+                .webhook_urls
+                .value
+                .iter()
+                .map(|url| webhook::WebhookConfig {
+                    url: url.clone(),
+                    secret: secret.clone(),
+                    max_attempts: self.webhook_max_attempts.value,
+                    first_backoff: Duration::from_millis(500),
+                })
+                .collect(),
+            alerts: AlertConfig {
+                bad_patch_systems: self.alert_bad_patch_systems.value,
+                bad_patch_window: self.alert_bad_patch_window.value,
+                overdue_every: self.alert_overdue_every.value,
+            },
+            consume_nats: self.consume_nats.value.clone(),
         }
     }
 
@@ -786,6 +1004,61 @@ impl Config {
             "body_timeout",
             q(&humantime::format_duration(self.body_timeout.value).to_string()),
             &self.body_timeout.source,
+        );
+        match &self.nats_url.value {
+            // The URL may carry a user and password.
+            Some(_) => line(&mut out, "nats_url", q("****"), &self.nats_url.source),
+            None => out.push_str("# nats_url: not set (no NATS sink)\n"),
+        }
+        match &self.consume_nats.value {
+            Some(s) => line(&mut out, "consume_nats", q(s), &self.consume_nats.source),
+            None => out.push_str("# consume_nats: not set\n"),
+        }
+        line(
+            &mut out,
+            "webhook_urls",
+            toml::Value::Array(
+                self.webhook_urls
+                    .value
+                    .iter()
+                    .map(|u| toml::Value::String(u.clone()))
+                    .collect(),
+            )
+            .to_string(),
+            &self.webhook_urls.source,
+        );
+        match &self.webhook_secret.value {
+            Some(_) => line(
+                &mut out,
+                "webhook_secret",
+                q("****"),
+                &self.webhook_secret.source,
+            ),
+            None => out.push_str("# webhook_secret: not set\n"),
+        }
+        line(
+            &mut out,
+            "webhook_max_attempts",
+            self.webhook_max_attempts.value.to_string(),
+            &self.webhook_max_attempts.source,
+        );
+        line(
+            &mut out,
+            "alert_bad_patch_systems",
+            self.alert_bad_patch_systems.value.to_string(),
+            &self.alert_bad_patch_systems.source,
+        );
+        line(
+            &mut out,
+            "alert_bad_patch_window",
+            q(&humantime::format_duration(self.alert_bad_patch_window.value).to_string()),
+            &self.alert_bad_patch_window.source,
+        );
+        line(
+            &mut out,
+            "alert_overdue_every",
+            q(&humantime::format_duration(self.alert_overdue_every.value).to_string()),
+            &self.alert_overdue_every.source,
         );
         out
     }

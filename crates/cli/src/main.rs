@@ -318,6 +318,37 @@ struct ServeArgs {
     /// How long a client may take to send a request body [env: PATCHAUDIT_BODY_TIMEOUT] [default: 60s].
     #[arg(long, value_name = "DURATION")]
     body_timeout: Option<String>,
+    /// Publish every event and alert to this NATS server's JetStream, e.g. nats://127.0.0.1:4222
+    /// [env: PATCHAUDIT_NATS_URL].
+    #[arg(long, value_name = "URL", help_heading = "Stream")]
+    nats_url: Option<String>,
+    /// Record the events agents publish to this NATS subject (needs --nats-url)
+    /// [env: PATCHAUDIT_CONSUME_NATS].
+    #[arg(long, value_name = "SUBJECT", help_heading = "Stream")]
+    consume_nats: Option<String>,
+    /// POST every event and alert, signed, to this URL; repeat for several
+    /// [env: PATCHAUDIT_WEBHOOK_URLS, comma-separated].
+    #[arg(long = "webhook-url", value_name = "URL", help_heading = "Stream")]
+    webhook_urls: Vec<String>,
+    /// The HMAC-SHA256 key webhooks are signed with; prefer the environment variable, which
+    /// other users cannot see in the process list [env: PATCHAUDIT_WEBHOOK_SECRET].
+    #[arg(long, value_name = "SECRET", help_heading = "Stream")]
+    webhook_secret: Option<String>,
+    /// Attempts before a webhook message becomes a dead letter
+    /// [env: PATCHAUDIT_WEBHOOK_MAX_ATTEMPTS] [default: 8].
+    #[arg(long, value_name = "N", help_heading = "Stream")]
+    webhook_max_attempts: Option<u32>,
+    /// The bad-patch alert fires when one patch failed on this many systems...
+    /// [env: PATCHAUDIT_ALERT_BAD_PATCH_SYSTEMS] [default: 3].
+    #[arg(long, value_name = "N", help_heading = "Stream")]
+    alert_bad_patch_systems: Option<usize>,
+    /// ...within this window [env: PATCHAUDIT_ALERT_BAD_PATCH_WINDOW] [default: 1h].
+    #[arg(long, value_name = "DURATION", help_heading = "Stream")]
+    alert_bad_patch_window: Option<String>,
+    /// How often overdue pairs are looked for; 0s turns the overdue alert off
+    /// [env: PATCHAUDIT_ALERT_OVERDUE_EVERY] [default: 1m].
+    #[arg(long, value_name = "DURATION", help_heading = "Stream")]
+    alert_overdue_every: Option<String>,
 }
 
 /// Output formats of event listings.

@@ -36,6 +36,7 @@ use utoipa_axum::routes;
         (name = "proofs", description = "Signed checkpoints, and inclusion and consistency proofs of the ledger's Merkle tree"),
         (name = "compliance", description = "The patch catalog, system tags, the SLA policy, exceptions and compliance reports"),
         (name = "tokens", description = "API tokens: create, list and revoke (admin scope)"),
+        (name = "stream", description = "The live feed, alerts, and where each sink of the stream stands"),
         (name = "operations", description = "Health, readiness and metrics")
     )
 )]
@@ -57,6 +58,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::compliance::routes())
         .merge(crate::auth::routes())
         .merge(crate::changes::routes())
+        .merge(crate::stream::alerts::routes())
+        .merge(crate::stream::sse::routes())
+        .merge(crate::stream::status::routes())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
@@ -364,6 +368,9 @@ async fn post_events(
     let events = validate(&st.config, decoded)?;
     crate::auth::check_systems(st.store.as_ref(), &who.token, &events).await?;
     let out = append(st.store.as_ref(), events, &who.label()).await?;
+    if let Some(max) = out.events.iter().map(|e| e.seq).max() {
+        st.hub.appended(max + 1);
+    }
     let status = if out.created > 0 {
         StatusCode::CREATED
     } else {

@@ -139,6 +139,9 @@ pub enum ApiError {
     /// The server is at its cap of concurrent requests (503).
     #[error("{0}")]
     Busy(String),
+    /// A downstream the server delivers to (a webhook) refused (502).
+    #[error("{0}")]
+    BadGateway(String),
     /// The database is unreachable or busy (503).
     #[error("{0}")]
     Unavailable(String),
@@ -379,6 +382,10 @@ impl ApiError {
                     S::REQUEST_TIMEOUT,
                     m.clone(),
                 ),
+            ),
+            ApiError::BadGateway(m) => (
+                S::BAD_GATEWAY,
+                problem("bad-gateway", "Bad gateway", S::BAD_GATEWAY, m.clone()),
             ),
             ApiError::Busy(m) => (
                 S::SERVICE_UNAVAILABLE,

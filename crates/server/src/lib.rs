@@ -23,6 +23,7 @@ pub mod params;
 pub mod proofs;
 pub mod report_out;
 pub mod serve;
+pub mod stream;
 pub mod wire;
 
 use axum::Router;
@@ -93,6 +94,10 @@ pub struct AppState {
     pub limiter: Arc<auth::Limiter>,
     /// Permits for requests in flight, when they are capped.
     pub in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    /// Wakes the stream's sinks and live feeds when the ledger grows.
+    pub hub: stream::Hub,
+    /// The configured webhooks, for replaying their dead letters.
+    pub webhooks: Arc<Vec<Arc<stream::webhook::WebhookSink>>>,
     metrics: PrometheusHandle,
 }
 
@@ -109,8 +114,16 @@ impl AppState {
                 .then(|| Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests))),
             config: Arc::new(config),
             facts: Arc::default(),
+            hub: stream::Hub::default(),
+            webhooks: Arc::default(),
             metrics: metrics_handle(),
         }
+    }
+
+    /// The same state with the webhooks of `config` (see [`stream::webhooks`]).
+    pub fn with_webhooks(mut self, config: &stream::StreamConfig) -> Self {
+        self.webhooks = Arc::new(stream::webhooks(&self.store, config));
+        self
     }
 }
 
@@ -168,6 +181,27 @@ fn describe_metrics() {
         "patchaudit_ledger_events",
         "Events in the ledger (its length)."
     );
+    describe_gauge!(
+        "patchaudit_stream_lag",
+        "Positions recorded but not yet delivered, by stream cursor (sink/events, sink/alerts)."
+    );
+    describe_counter!(
+        "patchaudit_stream_delivered_total",
+        "Messages delivered, by stream cursor."
+    );
+    describe_counter!(
+        "patchaudit_stream_errors_total",
+        "Failed deliveries (each retried), by stream cursor."
+    );
+    describe_counter!(
+        "patchaudit_webhook_dead_letters_total",
+        "Webhook messages set aside after every retry failed."
+    );
+    describe_counter!("patchaudit_alerts_total", "Alerts raised, by rule.");
+    describe_counter!(
+        "patchaudit_consume_dead_letters_total",
+        "Messages consumed from a broker that were invalid and dead-lettered."
+    );
     metrics::counter!("patchaudit_events_ingested_total").absolute(0);
     metrics::counter!("patchaudit_events_duplicate_total").absolute(0);
     for kind in ["conflict", "unavailable", "corrupt", "open", "internal"] {
@@ -208,6 +242,13 @@ pub async fn run_with(
     let opts = serve::ServeOptions {
         tls,
         header_read_timeout: state.config.header_timeout,
+    };
+    // Live feeds never end by themselves; they are told to when shutdown
+    // begins, so the graceful shutdown can finish.
+    let hub = state.hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
     };
     serve::serve(listener, router(state), opts, shutdown).await
 }

@@ -1510,9 +1510,18 @@ pub async fn dead_letters_are_kept_until_removed(store: Arc<dyn Store>) {
         attempts: 8,
         error: "HTTP 500 from https://hooks.example/x".into(),
     };
-    let a = store.add_dead_letter(letter("webhook:1", "e:1")).await.unwrap();
-    let b = store.add_dead_letter(letter("webhook:2", "e:2")).await.unwrap();
-    let c = store.add_dead_letter(letter("webhook:1", "e:3")).await.unwrap();
+    let a = store
+        .add_dead_letter(letter("webhook:1", "e:1"))
+        .await
+        .unwrap();
+    let b = store
+        .add_dead_letter(letter("webhook:2", "e:2"))
+        .await
+        .unwrap();
+    let c = store
+        .add_dead_letter(letter("webhook:1", "e:3"))
+        .await
+        .unwrap();
     assert!(a < b && b < c);
     let all = store.dead_letters(None).await.unwrap();
     assert_eq!(all.iter().map(|l| l.id).collect::<Vec<_>>(), [a, b, c]);
@@ -1552,7 +1561,10 @@ pub async fn alerts_are_raised_once_per_key_and_never_edited(store: Arc<dyn Stor
     assert_eq!(all.len(), 2);
     assert_eq!(all[0], first);
     assert_eq!(all[0].body, "{\"n\":3}", "the first raise is kept");
-    assert_eq!(store.alerts(first.id, 10).await.unwrap(), [second.clone()]);
+    assert_eq!(
+        store.alerts(first.id, 10).await.unwrap(),
+        std::slice::from_ref(&second)
+    );
     assert_eq!(store.alerts(0, 1).await.unwrap().len(), 1);
     assert!(store.alerts(second.id, 10).await.unwrap().is_empty());
 }

@@ -28,6 +28,10 @@ pub struct TestServer {
     pub token: String,
     /// The ledger, for tests that make tokens of their own.
     pub store: Arc<dyn patchaudit_store::Store>,
+    /// The server's state, for tests that drive the stream directly.
+    pub state: AppState,
+    /// The stream's tasks, when the server was started with a stream.
+    stream: Option<patchaudit_server::stream::Running>,
     shutdown: oneshot::Sender<()>,
     handle: JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
@@ -116,6 +120,15 @@ impl TestServer {
     }
 
     pub async fn with_config(config: ServerConfig) -> Self {
+        Self::with_stream(config, None).await
+    }
+
+    /// A server that also runs the stream of `stream` (its sinks, alert
+    /// rules and consumers), stopped at [`TestServer::shutdown`].
+    pub async fn with_stream(
+        config: ServerConfig,
+        stream: Option<patchaudit_server::stream::StreamConfig>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(
             dir.path().join("ledger.db"),
@@ -130,8 +143,17 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let store: Arc<dyn patchaudit_store::Store> = Arc::new(store);
         let token = make_token(&store, "test-admin", &["ingest", "read", "admin"]).await;
-        let state = AppState::new(store.clone(), config);
-        let handle = tokio::spawn(run(listener, state, async move {
+        let mut state = AppState::new(store.clone(), config);
+        let mut running = None;
+        if let Some(sc) = &stream {
+            state = state.with_webhooks(sc);
+            running = Some(
+                patchaudit_server::stream::start_for(&state, sc)
+                    .await
+                    .expect("start the stream"),
+            );
+        }
+        let handle = tokio::spawn(run(listener, state.clone(), async move {
             let _ = rx.await;
         }));
         TestServer {
@@ -140,6 +162,8 @@ impl TestServer {
             bare: reqwest::Client::new(),
             token,
             store,
+            state,
+            stream: running,
             shutdown: tx,
             handle,
             _dir: dir,
@@ -244,9 +268,13 @@ impl TestServer {
             bare,
             shutdown,
             handle,
+            stream,
             _dir,
             ..
         } = self;
+        if let Some(s) = stream {
+            s.stop().await;
+        }
         drop(client);
         drop(bare);
         shutdown.send(()).expect("the server is still running");

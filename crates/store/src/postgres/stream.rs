@@ -33,11 +33,7 @@ pub(super) async fn cursors(c: &Client) -> Result<Vec<Cursor>, StoreError> {
         .collect())
 }
 
-pub(super) async fn save_cursor(
-    c: &Client,
-    name: &str,
-    position: u64,
-) -> Result<(), StoreError> {
+pub(super) async fn save_cursor(c: &Client, name: &str, position: u64) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO stream_cursors (name, position, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
@@ -49,10 +45,7 @@ pub(super) async fn save_cursor(
     Ok(())
 }
 
-pub(super) async fn add_dead_letter(
-    c: &Client,
-    l: &NewDeadLetter,
-) -> Result<u64, StoreError> {
+pub(super) async fn add_dead_letter(c: &Client, l: &NewDeadLetter) -> Result<u64, StoreError> {
     let row = c
         .query_one(
             "INSERT INTO dead_letters (sink, message_id, payload, attempts, error, failed_at) \
@@ -129,11 +122,7 @@ pub(super) async fn raise_alert(
     }))
 }
 
-pub(super) async fn alerts(
-    c: &Client,
-    after: u64,
-    limit: usize,
-) -> Result<Vec<Alert>, StoreError> {
+pub(super) async fn alerts(c: &Client, after: u64, limit: usize) -> Result<Vec<Alert>, StoreError> {
     let rows = c
         .query(
             "SELECT id, key, rule, raised_at, body FROM alerts WHERE id > $1 ORDER BY id LIMIT $2",

@@ -115,7 +115,11 @@ pub(super) fn raise_alert(
     }))
 }
 
-pub(super) fn alerts(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Alert>, StoreError> {
+pub(super) fn alerts(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Alert>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, key, rule, raised_at, body FROM alerts WHERE id > ? ORDER BY id LIMIT ?",
