@@ -75,7 +75,8 @@ impl NatsSink {
 pub fn subject(m: &Message) -> String {
     match m.source {
         Source::Events => format!("patchaudit.events.{}", super::subject_token(&m.key)),
-        Source::Alerts => format!("patchaudit.alerts.{}", super::subject_token(&m.key)),
+        // Rules are this crate's own names (`bad_patch`), safe as they are.
+        Source::Alerts => format!("patchaudit.alerts.{}", m.key),
     }
 }
 
