@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => a.client().server.clone(),
         Command::Token(a) => a.client().server.clone(),
         Command::Changes(a) => a.client().server.clone(),
+        Command::Stream(a) => a.client().server.clone(),
         _ => None,
     };
     let flags = FlagValues {
@@ -100,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => crate::compliance::report(&config, a).await,
         Command::Token(a) => crate::tokens::run(&config, a).await,
         Command::Changes(a) => crate::changes::run(&config, a).await,
+        Command::Stream(a) => crate::stream::run(&config, a).await,
     }
 }
 

@@ -13,6 +13,7 @@ mod compliance;
 mod config;
 mod exit;
 mod keys;
+mod stream;
 mod tokens;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -273,6 +274,21 @@ the database), what kind of record, which one, and whether it was written, delet
 created or revoked. The content of each revision is in `catalog history` and the like; token
 secrets and their hashes are never shown.")]
     Changes(changes::ChangesArgs),
+    /// The real-time stream: where each sink stands, alerts, and webhook dead letters.
+    #[command(after_help = "\
+Examples:
+  patchaudit stream status                     # each sink's cursor and lag
+  patchaudit stream alerts --rule bad_patch
+  patchaudit stream dead-letters
+  patchaudit stream replay 12 13               # or --all
+  patchaudit stream status --server https://pa.example --format json
+
+`serve` publishes every event and alert to the sinks it is given (--nats-url, --webhook-url)
+from a cursor per sink stored in the database, and raises alerts: a critical or high patch
+that failed, one patch failing on --alert-bad-patch-systems systems within
+--alert-bad-patch-window, and pairs that went overdue. Without --server the command reads the
+database; a local replay POSTs to the webhooks of this configuration (webhook_urls).")]
+    Stream(stream::StreamArgs),
 }
 
 #[derive(Args, Clone, Default)]
