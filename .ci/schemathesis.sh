@@ -22,6 +22,10 @@
 # 369.0 as an integer where serde, rightly, does not; each of these is a
 # correct 400 or 422 that the check would report as a failure.
 #
+# GET /v1/stream is left out: it is a live feed (Server-Sent Events) that
+# never ends, and schemathesis reads whole bodies. crates/server/tests/
+# stream.rs covers its parameters and problems, and tests/auth.rs its scope.
+#
 # POST /v1/tokens/{id}/revoke runs last, with a token of its own: in the
 # main run the stateful phase would revoke the very token it runs with.
 #
@@ -101,6 +105,7 @@ st() {
 status=0
 echo "schemathesis: every operation but token revocation, with an ingest,read,admin token"
 st --max-examples "${SCHEMATHESIS_EXAMPLES:-150}" --exclude-path '/v1/tokens/{id}/revoke' \
+    --exclude-path '/v1/stream' \
     -H "Authorization: Bearer $fuzz_token" || status=1
 
 echo "schemathesis: token revocation, with a token of its own"

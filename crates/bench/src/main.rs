@@ -18,8 +18,13 @@
 //!   cheapest round trip;
 //! - `compliance`: the fleet compliance report over systems × patches
 //!   against a `GROUP BY` over the events, on SQLite and PostgreSQL;
-//! - `all`: every one of them, with one summary table (`postgres` only with
-//!   `--with-postgres`).
+//! - `stream`: the real-time stream to NATS JetStream: POST → consumer
+//!   latency at a steady rate beside the POST round trip, and the sink's lag
+//!   at top ingest rate beside ingest without the stream, against a
+//!   nats-server the bench starts on a free port;
+//! - `all`: ingest, concurrent, history and stream, with one summary table
+//!   (`postgres` only with `--with-postgres`; `stream` is skipped, with a
+//!   note, when nats-server is not installed).
 //!
 //! The workload is a pure function of `--seed` (see [`gen`]), so two runs
 //! with the same seed send the same events. Nothing here is part of the test
@@ -39,6 +44,7 @@ mod proofs;
 mod report;
 mod server;
 mod stats;
+mod stream;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -155,9 +161,26 @@ enum Command {
         after_help = "Example:\n  patchaudit-bench auth --tokens 1000 --requests 20000 --postgres-url postgres://postgres@127.0.0.1:5432/postgres"
     )]
     Auth(auth::AuthArgs),
+    /// The real-time stream to NATS JetStream: latency and lag.
+    ///
+    /// Starts its own nats-server (JetStream, temporary store) on a free
+    /// loopback port, never a shared one, and kills it at the end. A: POSTs
+    /// single events at --rate per second (open loop) to a server running
+    /// the stream, and times each from its POST to its arrival at an ordered
+    /// JetStream consumer on patchaudit.events.> (target p99 ≤ 50 ms),
+    /// beside the POST round trip and raw JetStream publish → receive at the
+    /// same rate. B: ingests --events as fast as one client can in NDJSON
+    /// batches, samples GET /v1/stream/status every --sample-ms, and reports
+    /// the nats/events cursor's lag, the time to drain it, and the ingest
+    /// rate beside the same ingest without the stream.
+    #[command(
+        after_help = "Examples:\n  patchaudit-bench stream\n  patchaudit-bench stream --rate 1000 --seconds 10 --events 200000 --runs 3"
+    )]
+    Stream(stream::StreamArgs),
     /// Every benchmark in turn, with one summary table.
     ///
-    /// The PostgreSQL benchmarks are included only with --with-postgres.
+    /// The PostgreSQL benchmarks are included only with --with-postgres;
+    /// `stream` is skipped, with a note, when nats-server is not installed.
     #[command(
         after_help = "Examples:\n  patchaudit-bench all --markdown docs/benchmarks-run.md\n  patchaudit-bench all --with-postgres --pg-history-events 2000000"
     )]
@@ -194,6 +217,18 @@ struct AllArgs {
     /// history: measured queries.
     #[arg(long, default_value_t = 2_000)]
     history_requests: usize,
+    /// stream: events per second of the latency measurement.
+    #[arg(long, default_value_t = 1_000.0)]
+    stream_rate: f64,
+    /// stream: seconds of the latency measurement.
+    #[arg(long, default_value_t = 10.0)]
+    stream_seconds: f64,
+    /// stream: events of the lag measurement.
+    #[arg(long, default_value_t = 200_000)]
+    stream_events: u64,
+    /// stream: the nats-server binary (skipped, with a note, when missing).
+    #[arg(long, value_name = "PATH", default_value = "/usr/sbin/nats-server")]
+    nats_server: PathBuf,
     /// Also run the `postgres` benchmark (needs a PostgreSQL server).
     #[arg(long)]
     with_postgres: bool,
@@ -223,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Proofs(a) => report.extend(proofs::run(&gen, a, &cli.sqlite3, &work_dir).await?),
         Command::Compliance(a) => report.extend(compliance::run(cli.seed, a, &work_dir).await?),
         Command::Auth(a) => report.extend(auth::run(a, &work_dir).await?),
+        Command::Stream(a) => report.extend(stream::run(&gen, a, &work_dir).await?),
         Command::All(a) => {
             let ingest = ingest::IngestArgs {
                 events: a.ingest_events,
@@ -245,6 +281,15 @@ async fn main() -> anyhow::Result<()> {
             report.extend(ingest::run(&gen, &ingest, &cli.sqlite3, &work_dir).await?);
             report.extend(concurrent::run(&gen, &concurrent, &work_dir).await?);
             report.extend(history::run(&gen, &history, &work_dir).await?);
+            let stream = stream::StreamArgs {
+                rate: a.stream_rate,
+                seconds: a.stream_seconds,
+                events: a.stream_events,
+                runs: a.runs,
+                nats_server: a.nats_server.clone(),
+                ..stream::StreamArgs::defaults()
+            };
+            report.extend(stream::run(&gen, &stream, &work_dir).await?);
             if a.with_postgres {
                 report.extend(postgres::run(&gen, &a.postgres, &work_dir).await?);
             }

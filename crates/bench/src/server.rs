@@ -83,6 +83,9 @@ pub struct RunningServer {
     pub base: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The real-time stream's tasks, when started with
+    /// [`RunningServer::start_with_stream`]; stopped after the server.
+    stream: Option<patchaudit_server::stream::Running>,
 }
 
 impl RunningServer {
@@ -135,6 +138,42 @@ impl RunningServer {
             base: format!("http://{addr}"),
             shutdown: Some(tx),
             task,
+            stream: None,
+        })
+    }
+
+    /// Serves `store` like [`RunningServer::start`], and also runs the
+    /// real-time stream of `stream` (its sinks and alert rules) the way
+    /// `patchaudit serve` does: started before the first request, stopped
+    /// (every cursor saved) after the server stopped.
+    pub async fn start_with_stream(
+        store: Arc<dyn Store>,
+        stream: &patchaudit_server::stream::StreamConfig,
+    ) -> anyhow::Result<RunningServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a loopback port for the server")?;
+        let addr = listener
+            .local_addr()
+            .context("reading the server's address")?;
+        let (tx, rx) = oneshot::channel::<()>();
+        ensure_bench_token(store.as_ref()).await?;
+        let config = ServerConfig {
+            rate_limit_per_second: 0,
+            ..ServerConfig::default()
+        };
+        let state = AppState::new(store, config).with_webhooks(stream);
+        let running = patchaudit_server::stream::start_for(&state, stream)
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the stream: {e}"))?;
+        let task = tokio::spawn(patchaudit_server::run(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningServer {
+            base: format!("http://{addr}"),
+            shutdown: Some(tx),
+            task,
+            stream: Some(running),
         })
     }
 
@@ -143,11 +182,15 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+        let served = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
             .await
             .context("the server did not stop within 30 s")?
             .context("the server task panicked")?
-            .context("the server failed")
+            .context("the server failed");
+        if let Some(stream) = self.stream.take() {
+            stream.stop().await;
+        }
+        served
     }
 }
 

@@ -66,6 +66,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         body_timeout: serve_flags.body_timeout,
         nats_url: serve_flags.nats_url,
         consume_nats: serve_flags.consume_nats,
+        kafka_brokers: serve_flags.kafka_brokers,
+        consume_kafka: serve_flags.consume_kafka,
         webhook_urls: serve_flags.webhook_urls,
         webhook_secret: serve_flags.webhook_secret,
         webhook_max_attempts: serve_flags.webhook_max_attempts,

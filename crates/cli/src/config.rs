@@ -181,6 +181,8 @@ struct FileConfig {
     body_timeout: Option<String>,
     nats_url: Option<String>,
     consume_nats: Option<String>,
+    kafka_brokers: Option<String>,
+    consume_kafka: Option<String>,
     webhook_urls: Option<Vec<String>>,
     webhook_secret: Option<String>,
     webhook_max_attempts: Option<u32>,
@@ -238,6 +240,10 @@ pub struct Config {
     pub nats_url: Setting<Option<Secret>>,
     /// A NATS subject `serve` records events from.
     pub consume_nats: Setting<Option<String>>,
+    /// Kafka bootstrap brokers the stream publishes to.
+    pub kafka_brokers: Setting<Option<String>>,
+    /// A Kafka topic `serve` records events from.
+    pub consume_kafka: Setting<Option<String>>,
     /// Webhooks every event and alert is POSTed to.
     pub webhook_urls: Setting<Vec<String>>,
     /// The HMAC key webhooks are signed with.
@@ -297,6 +303,10 @@ pub struct FlagValues {
     pub nats_url: Option<String>,
     /// `--consume-nats`.
     pub consume_nats: Option<String>,
+    /// `--kafka-brokers`.
+    pub kafka_brokers: Option<String>,
+    /// `--consume-kafka`.
+    pub consume_kafka: Option<String>,
     /// `--webhook-url` (repeatable; empty means "not given").
     pub webhook_urls: Vec<String>,
     /// `--webhook-secret`.
@@ -403,6 +413,8 @@ impl Config {
             body_timeout: Setting::default(Duration::from_secs(60)),
             nats_url: Setting::default(None),
             consume_nats: Setting::default(None),
+            kafka_brokers: Setting::default(None),
+            consume_kafka: Setting::default(None),
             webhook_urls: Setting::default(Vec::new()),
             webhook_secret: Setting::default(None),
             webhook_max_attempts: Setting::default(8),
@@ -501,6 +513,8 @@ impl Config {
                     c.nats_url
                         .set(f.nats_url.map(|u| Some(Secret::new(u))), src.clone());
                     c.consume_nats.set(f.consume_nats.map(Some), src.clone());
+                    c.kafka_brokers.set(f.kafka_brokers.map(Some), src.clone());
+                    c.consume_kafka.set(f.consume_kafka.map(Some), src.clone());
                     c.webhook_urls.set(f.webhook_urls, src.clone());
                     c.webhook_secret
                         .set(f.webhook_secret.map(|t| Some(Secret::new(t))), src.clone());
@@ -627,6 +641,18 @@ impl Config {
             |v, _| Ok(Some(v.to_owned())),
         )?;
         from_env(
+            &mut c.kafka_brokers,
+            "PATCHAUDIT_KAFKA_BROKERS",
+            env,
+            |v, _| Ok(Some(v.to_owned())),
+        )?;
+        from_env(
+            &mut c.consume_kafka,
+            "PATCHAUDIT_CONSUME_KAFKA",
+            env,
+            |v, _| Ok(Some(v.to_owned())),
+        )?;
+        from_env(
             &mut c.webhook_urls,
             "PATCHAUDIT_WEBHOOK_URLS",
             env,
@@ -748,6 +774,14 @@ impl Config {
             flags.consume_nats.clone().map(Some),
             Source::Flag("--consume-nats"),
         );
+        c.kafka_brokers.set(
+            flags.kafka_brokers.clone().map(Some),
+            Source::Flag("--kafka-brokers"),
+        );
+        c.consume_kafka.set(
+            flags.consume_kafka.clone().map(Some),
+            Source::Flag("--consume-kafka"),
+        );
         c.webhook_urls.set(
             (!flags.webhook_urls.is_empty()).then(|| flags.webhook_urls.clone()),
             Source::Flag("--webhook-url"),
@@ -798,6 +832,12 @@ impl Config {
             bail!(
                 "consume_nats ({}) needs a NATS server: set nats_url, PATCHAUDIT_NATS_URL or --nats-url",
                 c.consume_nats.source
+            );
+        }
+        if c.consume_kafka.value.is_some() && c.kafka_brokers.value.is_none() {
+            bail!(
+                "consume_kafka ({}) needs Kafka brokers: set kafka_brokers, PATCHAUDIT_KAFKA_BROKERS or --kafka-brokers",
+                c.consume_kafka.source
             );
         }
         if c.alert_bad_patch_systems.value == 0 {
@@ -886,6 +926,8 @@ impl Config {
                 overdue_every: self.alert_overdue_every.value,
             },
             consume_nats: self.consume_nats.value.clone(),
+            kafka_brokers: self.kafka_brokers.value.clone(),
+            consume_kafka: self.consume_kafka.value.clone(),
         }
     }
 
@@ -1013,6 +1055,14 @@ impl Config {
         match &self.consume_nats.value {
             Some(s) => line(&mut out, "consume_nats", q(s), &self.consume_nats.source),
             None => out.push_str("# consume_nats: not set\n"),
+        }
+        match &self.kafka_brokers.value {
+            Some(b) => line(&mut out, "kafka_brokers", q(b), &self.kafka_brokers.source),
+            None => out.push_str("# kafka_brokers: not set (no Kafka sink)\n"),
+        }
+        match &self.consume_kafka.value {
+            Some(t) => line(&mut out, "consume_kafka", q(t), &self.consume_kafka.source),
+            None => out.push_str("# consume_kafka: not set\n"),
         }
         line(
             &mut out,
@@ -1293,6 +1343,108 @@ mod tests {
             .unwrap_err()
         );
         assert!(err.contains("PATCHAUDIT_METRICS_PUBLIC"), "{err}");
+    }
+
+    #[test]
+    fn stream_settings_layer_and_their_secrets_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "webhook_urls = [\"https://a.example/h\"]\nwebhook_secret = \"file-secret\"\n\
+             nats_url = \"nats://u:natspass@127.0.0.1:4222\"\nalert_bad_patch_systems = 5\n",
+        )
+        .unwrap();
+        let flags = FlagValues {
+            config: Some(file.clone()),
+            alert_bad_patch_window: Some("30m".into()),
+            ..Default::default()
+        };
+        let env = env_of(&[
+            ("PATCHAUDIT_WEBHOOK_SECRET", "env-secret"),
+            (
+                "PATCHAUDIT_WEBHOOK_URLS",
+                "https://b.example/h, http://c.example/h",
+            ),
+            ("PATCHAUDIT_KAFKA_BROKERS", "127.0.0.1:9092"),
+        ]);
+        let c = Config::load(&flags, &env).unwrap();
+        let sc = c.stream_config();
+        assert_eq!(
+            sc.webhooks
+                .iter()
+                .map(|w| w.url.as_str())
+                .collect::<Vec<_>>(),
+            ["https://b.example/h", "http://c.example/h"],
+            "env overrides the file"
+        );
+        assert_eq!(sc.alerts.bad_patch_systems, 5);
+        assert_eq!(sc.alerts.bad_patch_window, Duration::from_secs(1800));
+        assert_eq!(sc.kafka_brokers.as_deref(), Some("127.0.0.1:9092"));
+        assert_eq!(
+            sc.nats_url.as_deref(),
+            Some("nats://u:natspass@127.0.0.1:4222")
+        );
+        let shown = format!("{}{c:?}{sc:?}", c.render());
+        for secret in ["env-secret", "file-secret", "natspass"] {
+            assert!(!shown.contains(secret), "{secret} shows in: {shown}");
+        }
+        assert!(c
+            .render()
+            .contains("webhook_urls = [\"https://b.example/h\""));
+
+        // Webhooks need a secret and a URL scheme; consumers need their broker.
+        let no_secret = FlagValues {
+            webhook_urls: vec!["https://a.example/h".into()],
+            ..Default::default()
+        };
+        let err = format!("{:#}", Config::load(&no_secret, &env_of(&[])).unwrap_err());
+        assert!(err.contains("need a signing secret"), "{err}");
+        let bad_url = FlagValues {
+            webhook_urls: vec!["ftp://a.example/h".into()],
+            webhook_secret: Some("s".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Config::load(&bad_url, &env_of(&[])).unwrap_err());
+        assert!(
+            err.contains("ftp://a.example/h") && err.contains("--webhook-url"),
+            "{err}"
+        );
+        for (flags, needs) in [
+            (
+                FlagValues {
+                    consume_kafka: Some("t".into()),
+                    ..Default::default()
+                },
+                "needs Kafka brokers",
+            ),
+            (
+                FlagValues {
+                    consume_nats: Some("s".into()),
+                    ..Default::default()
+                },
+                "needs a NATS server",
+            ),
+            (
+                FlagValues {
+                    alert_bad_patch_systems: Some(0),
+                    ..Default::default()
+                },
+                "at least 1",
+            ),
+        ] {
+            let err = format!("{:#}", Config::load(&flags, &env_of(&[])).unwrap_err());
+            assert!(err.contains(needs), "{err}");
+        }
+        let err = format!(
+            "{:#}",
+            Config::load(
+                &FlagValues::default(),
+                &env_of(&[("PATCHAUDIT_ALERT_BAD_PATCH_WINDOW", "soon")])
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("PATCHAUDIT_ALERT_BAD_PATCH_WINDOW"), "{err}");
     }
 
     #[test]

@@ -342,6 +342,14 @@ struct ServeArgs {
     /// [env: PATCHAUDIT_CONSUME_NATS].
     #[arg(long, value_name = "SUBJECT", help_heading = "Stream")]
     consume_nats: Option<String>,
+    /// Publish every event and alert to Kafka, keyed by system, e.g. 127.0.0.1:9092
+    /// [env: PATCHAUDIT_KAFKA_BROKERS].
+    #[arg(long, value_name = "HOST:PORT,...", help_heading = "Stream")]
+    kafka_brokers: Option<String>,
+    /// Record the events agents publish to this Kafka topic (needs --kafka-brokers)
+    /// [env: PATCHAUDIT_CONSUME_KAFKA].
+    #[arg(long, value_name = "TOPIC", help_heading = "Stream")]
+    consume_kafka: Option<String>,
     /// POST every event and alert, signed, to this URL; repeat for several
     /// [env: PATCHAUDIT_WEBHOOK_URLS, comma-separated].
     #[arg(long = "webhook-url", value_name = "URL", help_heading = "Stream")]

@@ -75,9 +75,17 @@ fn a_dead_webhook_leaves_dead_letters_that_stream_commands_show_and_replay() {
     assert!(list[0]["sink"].as_str().unwrap().starts_with("webhook:"));
     let id = list[0]["id"].as_u64().unwrap().to_string();
 
-    let o = run(d, &["stream", "status", "--server", &url]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = stdout(&o);
+    // Cursors are saved a moment after delivery, beside it.
+    let mut text = String::new();
+    for _ in 0..100 {
+        let o = run(d, &["stream", "status", "--server", &url]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        text = stdout(&o);
+        if text.contains("alerts/events") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(text.contains("dead letters: 1"), "{text}");
     assert!(text.contains("alerts/events"), "{text}");
 

@@ -6,14 +6,24 @@
 //! The records are read back with rskafka, partition by partition, to
 //! check what a consumer would see: every message, keyed by its system,
 //! with its id in a header, each system on one partition and in order.
+//!
+//! The consumer (`--consume-kafka`) is driven the other way: records are
+//! written with rskafka and read back from the ledger, the dead-letter
+//! topic and the stored cursors.
 
+mod common;
+
+use common::{at, TestServer};
+use patchaudit_server::stream::consume_kafka::{consume_kafka, cursor_name, DEAD_LETTER_TOPIC};
 use patchaudit_server::stream::kafka::{
     self, partition_for, ALERTS_TOPIC, EVENTS_TOPIC, MSG_ID_HEADER, PARTITIONS,
 };
 use patchaudit_server::stream::{Message, Sink, SinkError, Source};
 use patchaudit_store::conformance::service_unavailable;
-use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
-use rskafka::client::ClientBuilder;
+use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -266,34 +276,45 @@ async fn deliver(sink: &kafka::KafkaSink, batch: &[Message]) -> Result<(), SinkE
 
 // ------------------------------------------------------------- tests
 
+/// Shows the sink's and rskafka's logs with `RUST_LOG`, e.g.
+/// `RUST_LOG=rskafka=info,patchaudit_server=info`.
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_keyed_ordered_records_with_ids() {
+    init_tracing();
     let Some(tansu) = start_tansu(free_port()) else {
         return;
     };
     let brokers = tansu.brokers();
     let sink = kafka::connect(&brokers).await.unwrap();
+    let other = kafka::connect(&brokers).await.unwrap();
     assert_eq!(sink.name(), "kafka");
 
-    // Three batches, the way the stream hands them over.
     let first = events(0, 40);
     let second = events(40, 25);
+    let third = events(65, 10);
     let alerts = vec![
         alert(1, "failed_patch"),
         alert(2, "critical_overdue"),
         alert(3, "failed_patch"),
         alert(4, "failed_patch"),
     ];
-    deliver(&sink, &first).await.unwrap();
+    // Two sinks start at once, so both try to create the topics (one of
+    // them usually finds they already exist).
+    let (a, b) = tokio::join!(deliver(&sink, &first), deliver(&other, &alerts));
+    a.unwrap();
+    b.unwrap();
     deliver(&sink, &second).await.unwrap();
-    deliver(&sink, &alerts).await.unwrap();
     // An empty batch is a no-op.
     deliver(&sink, &[]).await.unwrap();
-
-    // A second sink finds the topics that exist and uses them as they are.
-    let again = kafka::connect(&brokers).await.unwrap();
-    let third = events(65, 10);
-    deliver(&again, &third).await.unwrap();
+    // The other sink, connected already, writes the same systems next.
+    deliver(&other, &third).await.unwrap();
 
     let sent: Vec<Message> = first.into_iter().chain(second).chain(third).collect();
     let (fetched, partitions) = fetch_all(&brokers, EVENTS_TOPIC).await;
@@ -312,6 +333,7 @@ async fn delivers_keyed_ordered_records_with_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_unavailable_then_recovers() {
+    init_tracing();
     // Nothing listens on the port: the sink is still made, and a delivery
     // fails promptly as retryable.
     let port = free_port();
@@ -343,4 +365,270 @@ async fn an_unreachable_broker_is_unavailable_then_recovers() {
         .expect("delivers once the broker is up");
     let (fetched, partitions) = fetch_all(&tansu.brokers(), EVENTS_TOPIC).await;
     assert_delivered(&batch, &fetched, partitions);
+}
+
+// ------------------------------------------------------------- the consumer
+
+/// How long the consumer may take to catch up before the test calls it hung.
+const CONSUME_LIMIT: Duration = Duration::from_secs(60);
+/// The topic the consumer test reads.
+const INGEST_TOPIC: &str = "agents.events";
+
+/// Writes one record with `key` and `value` to `topic`/`partition`.
+async fn produce(client: &Client, topic: &str, partition: i32, key: &str, value: &[u8]) -> i64 {
+    let pc = client
+        .partition_client(topic, partition, UnknownTopicHandling::Retry)
+        .await
+        .unwrap();
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let record = Record {
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(value.to_vec()),
+        headers: BTreeMap::from([("content-type".to_owned(), b"application/json".to_vec())]),
+        timestamp: rskafka::chrono::DateTime::from_timestamp_millis(ms as i64).unwrap(),
+    };
+    let offsets = tokio::time::timeout(
+        DELIVER_LIMIT,
+        pc.produce(vec![record], Compression::NoCompression),
+    )
+    .await
+    .expect("the produce did not hang")
+    .unwrap();
+    offsets[0]
+}
+
+/// Waits until `done` holds, polling; fails after [`CONSUME_LIMIT`].
+async fn wait_until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !done().await {
+        assert!(
+            start.elapsed() < CONSUME_LIMIT,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The stored position of each of the consumer's cursors.
+async fn consumer_cursors(srv: &TestServer) -> BTreeMap<String, u64> {
+    srv.store
+        .cursors()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.name.starts_with("kafka-consume/"))
+        .map(|c| (c.name, c.position))
+        .collect()
+}
+
+/// A running consumer and what stops it.
+struct Consumer {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Consumer {
+    fn start(brokers: &str, srv: &TestServer) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(consume_kafka(
+            brokers.to_owned(),
+            INGEST_TOPIC.to_owned(),
+            srv.state.clone(),
+            stopped,
+        ));
+        Consumer { stop, task }
+    }
+
+    /// Stops the consumer and waits until it saved its cursors.
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the consumer stops promptly")
+            .expect("the consumer did not panic");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_a_topic_are_recorded_once_and_bad_ones_dead_lettered() {
+    init_tracing();
+    let Some(tansu) = start_tansu(free_port()) else {
+        return;
+    };
+    let brokers = tansu.brokers();
+    let srv = TestServer::start().await;
+    let consumer = Consumer::start(&brokers, &srv);
+
+    // The consumer creates both topics; wait until they exist.
+    let client = ClientBuilder::new(vec![brokers.clone()])
+        .build()
+        .await
+        .expect("the test client connects");
+    wait_until("the consumer's topics", || async {
+        let topics = client.list_topics().await.unwrap_or_default();
+        [INGEST_TOPIC, DEAD_LETTER_TOPIC].iter().all(|name| {
+            topics
+                .iter()
+                .any(|t| t.name == *name && t.partitions.len() == 3)
+        })
+    })
+    .await;
+
+    let good = serde_json::to_vec(&common::event("KB9", "web-9", &at(1), "success")).unwrap();
+    let mut keyed = common::event("KB9", "web-8", &at(1), "success");
+    keyed["event_id"] = "agent-1".into();
+    let keyed = serde_json::to_vec(&keyed).unwrap();
+    let bad = br#"{"patch_id":"","system":"x","applied_at":"yesterday","status":"ok"}"#;
+    assert_eq!(produce(&client, INGEST_TOPIC, 0, "web-9", &good).await, 0);
+    // The same keyed event twice: recorded once.
+    assert_eq!(produce(&client, INGEST_TOPIC, 1, "web-8", &keyed).await, 0);
+    assert_eq!(produce(&client, INGEST_TOPIC, 1, "web-8", &keyed).await, 1);
+    assert_eq!(produce(&client, INGEST_TOPIC, 2, "x", bad).await, 0);
+    assert_eq!(
+        produce(&client, INGEST_TOPIC, 0, "junk", b"not json").await,
+        1
+    );
+
+    wait_until("every record consumed", || async {
+        let c = consumer_cursors(&srv).await;
+        [(0, 2), (1, 2), (2, 1)]
+            .iter()
+            .all(|&(p, end)| c.get(&cursor_name(INGEST_TOPIC, p)) == Some(&end))
+    })
+    .await;
+    let events = srv.all_events().await;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let by_system = |system: &str| -> Value {
+        events
+            .iter()
+            .find(|e| e["system"] == system)
+            .unwrap_or_else(|| panic!("no event of {system} in {events:#?}"))
+            .clone()
+    };
+    let unkeyed = by_system("web-9");
+    assert_eq!(unkeyed["event_id"], "kafka:agents.events:0:0:0");
+    assert!(unkeyed["event_id"].as_str().unwrap().starts_with("kafka:"));
+    assert_eq!(unkeyed["recorded_by"], "kafka:agents.events");
+    let keyed = by_system("web-8");
+    assert_eq!(keyed["event_id"], "agent-1");
+    assert_eq!(keyed["recorded_by"], "kafka:agents.events");
+
+    // Both bad records wait on the dead-letter topic, under their keys.
+    let (letters, _) = fetch_all(&brokers, DEAD_LETTER_TOPIC).await;
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    let mut envelopes: Vec<(Option<Vec<u8>>, String, Value)> = letters
+        .into_iter()
+        .map(|f| (f.key, f.id, serde_json::from_slice(&f.value).unwrap()))
+        .collect();
+    envelopes.sort_by_key(|(_, _, e)| e["partition"].as_i64());
+    let (key, id, invalid) = &envelopes[0];
+    assert_eq!(key.as_deref(), Some(&b"junk"[..]));
+    assert_eq!(id, "kafka:agents.events:0:1");
+    assert_eq!(invalid["error"]["kind"], "syntax", "{invalid}");
+    assert_eq!(invalid["topic"], INGEST_TOPIC);
+    assert_eq!(invalid["partition"], 0);
+    assert_eq!(invalid["offset"], 1);
+    assert_eq!(invalid["message"], "kafka:agents.events:0:1");
+    assert_eq!(invalid["payload"], "not json");
+    let (key, _, invalid) = &envelopes[1];
+    assert_eq!(key.as_deref(), Some(&b"x"[..]));
+    assert_eq!(invalid["error"]["kind"], "validation", "{invalid}");
+    assert_eq!(
+        (invalid["partition"].as_i64(), invalid["offset"].as_i64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(invalid["payload"], String::from_utf8_lossy(bad).as_ref());
+    let fields: Vec<&str> = invalid["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"patch_id")
+            && fields.contains(&"applied_at")
+            && fields.contains(&"status"),
+        "{fields:?}"
+    );
+
+    // Stopped, then started again: the new consumer resumes at the stored
+    // cursors. Had it read partition 0 from the start, `not json` (before
+    // the new record there) would have been dead-lettered a second time.
+    consumer.stop().await;
+    let later = serde_json::to_vec(&common::event("KB9", "web-7", &at(2), "success")).unwrap();
+    assert_eq!(produce(&client, INGEST_TOPIC, 0, "web-7", &later).await, 2);
+    let consumer = Consumer::start(&brokers, &srv);
+    wait_until("the new record", || async {
+        consumer_cursors(&srv)
+            .await
+            .get(&cursor_name(INGEST_TOPIC, 0))
+            == Some(&3)
+    })
+    .await;
+    let events = srv.all_events().await;
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let new = events.iter().find(|e| e["system"] == "web-7").unwrap();
+    assert_eq!(new["event_id"], "kafka:agents.events:0:2:0");
+    assert_eq!(new["recorded_by"], "kafka:agents.events");
+    let (letters, _) = fetch_all(&brokers, DEAD_LETTER_TOPIC).await;
+    assert_eq!(
+        letters.len(),
+        2,
+        "nothing was dead-lettered twice: {letters:#?}"
+    );
+    consumer.stop().await;
+    let cursors = consumer_cursors(&srv).await;
+    assert_eq!(
+        cursors,
+        BTreeMap::from([
+            (cursor_name(INGEST_TOPIC, 0), 3),
+            (cursor_name(INGEST_TOPIC, 1), 2),
+            (cursor_name(INGEST_TOPIC, 2), 1),
+        ])
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_waits_for_a_broker_that_is_down_then_catches_up() {
+    init_tracing();
+    // Nothing listens on the port yet: the consumer keeps retrying, and
+    // can be stopped meanwhile.
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let srv = TestServer::start().await;
+    let early = Consumer::start(&brokers, &srv);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    early.stop().await;
+    let consumer = Consumer::start(&brokers, &srv);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The broker comes up on that port: the consumer connects, makes the
+    // topic and records what is written to it.
+    let Some(tansu) = start_tansu(port) else {
+        return;
+    };
+    let client = ClientBuilder::new(vec![tansu.brokers()])
+        .build()
+        .await
+        .expect("the test client connects");
+    wait_until("the consumer's topic", || async {
+        let topics = client.list_topics().await.unwrap_or_default();
+        topics.iter().any(|t| t.name == INGEST_TOPIC)
+    })
+    .await;
+    let good = serde_json::to_vec(&common::event("KB1", "web-1", &at(3), "success")).unwrap();
+    assert_eq!(produce(&client, INGEST_TOPIC, 2, "web-1", &good).await, 0);
+    wait_until("the event", || async { srv.all_events().await.len() == 1 }).await;
+    let events = srv.all_events().await;
+    assert_eq!(events[0]["event_id"], "kafka:agents.events:2:0:0");
+    consumer.stop().await;
+    srv.shutdown().await;
 }

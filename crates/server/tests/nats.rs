@@ -56,7 +56,14 @@ impl Nats {
     async fn restart(&mut self) {
         self.stop();
         let child = Command::new(NATS_SERVER)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -144,7 +151,8 @@ async fn read_all(js: &jetstream::Context, subjects: &str) -> Vec<(String, Strin
         .unwrap();
     let mut messages = consumer.messages().await.unwrap();
     let mut out = Vec::new();
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), messages.next()).await {
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), messages.next()).await
+    {
         let m = m.unwrap();
         let id = m
             .headers
@@ -163,11 +171,18 @@ async fn read_all(js: &jetstream::Context, subjects: &str) -> Vec<(String, Strin
 
 #[tokio::test]
 async fn events_and_alerts_reach_jetstream_in_order_with_message_ids() {
-    let Some(nats) = Nats::start().await else { return };
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
     let srv = TestServer::with_stream(config(), Some(stream_config(&nats))).await;
     let mut batch = Vec::new();
     for i in 0..30 {
-        let mut e = event("KB1", &format!("web-{}.example.com", i % 3), &at(1), "failure");
+        let mut e = event(
+            "KB1",
+            &format!("web-{}.example.com", i % 3),
+            &at(1),
+            "failure",
+        );
         e["event_id"] = format!("e-{i}").into();
         batch.push(e);
     }
@@ -193,7 +208,9 @@ async fn events_and_alerts_reach_jetstream_in_order_with_message_ids() {
 
 #[tokio::test]
 async fn a_minute_long_broker_outage_loses_nothing_and_keeps_order() {
-    let Some(mut nats) = Nats::start().await else { return };
+    let Some(mut nats) = Nats::start().await else {
+        return;
+    };
     let srv = TestServer::with_stream(config(), Some(stream_config(&nats))).await;
     srv.ingest(&[event("P0", "web-1", &at(1), "success")]).await;
     published(&nats.url(), "patchaudit.events.>", 1).await;
@@ -225,18 +242,27 @@ async fn a_minute_long_broker_outage_loses_nothing_and_keeps_order() {
         .find(|c| c["name"] == "nats/events")
         .map(|c| c["lag"].as_u64().unwrap())
         .unwrap_or(sent);
-    assert!(lag > 0, "the sink falls behind while the broker is down: {status}");
+    assert!(
+        lag > 0,
+        "the sink falls behind while the broker is down: {status}"
+    );
     nats.restart().await;
 
     let got = published(&nats.url(), "patchaudit.events.>", sent as usize).await;
     let seqs: Vec<u64> = got.iter().map(|g| g.2["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (0..sent).collect::<Vec<_>>(), "every event, once, in seq order");
+    assert_eq!(
+        seqs,
+        (0..sent).collect::<Vec<_>>(),
+        "every event, once, in seq order"
+    );
     srv.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_restart_resumes_from_the_stored_cursor() {
-    let Some(nats) = Nats::start().await else { return };
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     let open = || {
@@ -257,7 +283,14 @@ async fn a_restart_resumes_from_the_stored_cursor() {
         .unwrap();
     let batch = |from: usize, n: usize| {
         (from..from + n)
-            .map(|i| patchaudit_store::conformance::event("web-1", &format!("P{i}"), i as i64, patchaudit_domain::Status::Success))
+            .map(|i| {
+                patchaudit_store::conformance::event(
+                    "web-1",
+                    &format!("P{i}"),
+                    i as i64,
+                    patchaudit_domain::Status::Success,
+                )
+            })
             .collect::<Vec<_>>()
     };
     store.append(batch(0, 5), "test").await.unwrap();
@@ -282,14 +315,19 @@ async fn a_restart_resumes_from_the_stored_cursor() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got_all = published(&fresh.url(), "patchaudit.events.>", 3).await;
     assert_eq!(got.len(), 3);
-    let seqs: Vec<u64> = got_all.iter().map(|g| g.2["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = got_all
+        .iter()
+        .map(|g| g.2["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, [5, 6, 7], "resumed at the cursor, not from 0");
     running.stop().await;
 }
 
 #[tokio::test]
 async fn events_published_to_a_subject_are_recorded_once_and_bad_ones_dead_lettered() {
-    let Some(nats) = Nats::start().await else { return };
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
     let mut sc = stream_config(&nats);
     sc.consume_nats = Some("agents.events".into());
     let srv = TestServer::with_stream(config(), Some(sc)).await;
@@ -303,17 +341,33 @@ async fn events_published_to_a_subject_are_recorded_once_and_bad_ones_dead_lette
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let good = serde_json::to_vec(&event("KB9", "web-9", &at(1), "success")).unwrap();
-    js.publish("agents.events", good.clone().into()).await.unwrap().await.unwrap();
+    js.publish("agents.events", good.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let mut keyed = event("KB9", "web-8", &at(1), "success");
     keyed["event_id"] = "agent-1".into();
     let keyed = serde_json::to_vec(&keyed).unwrap();
     // The same keyed event twice: recorded once.
     for _ in 0..2 {
-        js.publish("agents.events", keyed.clone().into()).await.unwrap().await.unwrap();
+        js.publish("agents.events", keyed.clone().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     let bad = br#"{"patch_id": "", "system": "web-9", "applied_at": "yesterday", "status": "ok"}"#;
-    js.publish("agents.events", bad.to_vec().into()).await.unwrap().await.unwrap();
-    js.publish("agents.events", b"not json".to_vec().into()).await.unwrap().await.unwrap();
+    js.publish("agents.events", bad.to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.publish("agents.events", b"not json".to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     let mut events = Vec::new();
     for _ in 0..100 {
@@ -324,7 +378,11 @@ async fn events_published_to_a_subject_are_recorded_once_and_bad_ones_dead_lette
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let events = if events.len() == 2 { srv.all_events().await } else { events };
+    let events = if events.len() == 2 {
+        srv.all_events().await
+    } else {
+        events
+    };
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0]["system"], "web-9");
     assert!(events[0]["event_id"].as_str().unwrap().starts_with("nats:"));
@@ -354,7 +412,12 @@ async fn events_published_to_a_subject_are_recorded_once_and_bad_ones_dead_lette
         .iter()
         .map(|e| e["field"].as_str().unwrap())
         .collect();
-    assert!(fields.contains(&"patch_id") && fields.contains(&"applied_at") && fields.contains(&"status"), "{fields:?}");
+    assert!(
+        fields.contains(&"patch_id")
+            && fields.contains(&"applied_at")
+            && fields.contains(&"status"),
+        "{fields:?}"
+    );
     assert_eq!(letters[0]["payload"], String::from_utf8_lossy(bad).as_ref());
     assert_eq!(letters[1]["error"]["kind"], "syntax");
     srv.shutdown().await;

@@ -38,7 +38,7 @@ const DEAD_LETTER_STREAM: &str = "PATCHAUDIT_DEADLETTER";
 
 /// What became of one message.
 #[derive(Debug, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     /// Recorded (or already recorded): acknowledge.
     Recorded,
     /// Invalid: dead-letter it with this error, then acknowledge.
@@ -47,8 +47,10 @@ enum Outcome {
     Retry(String),
 }
 
-/// Records one message's events as `recorded_by`.
-async fn record(
+/// Records one message's events as `recorded_by`, as `POST /v1/events`
+/// would; events without an `event_id` get `<default_id>:<index>`. Shared
+/// by every broker consumer.
+pub(crate) async fn record(
     state: &AppState,
     payload: &[u8],
     ndjson: bool,

@@ -94,6 +94,15 @@ struct Connection {
 /// here but at the first delivery, so a broker that is down at start only
 /// delays the stream.
 pub async fn connect(brokers: &str) -> Result<KafkaSink, String> {
+    Ok(KafkaSink {
+        brokers: parse_brokers(brokers)?,
+        conn: Mutex::new(None),
+    })
+}
+
+/// Parses comma-separated bootstrap brokers (`host:port`, optionally
+/// prefixed with `kafka://` or `tcp://`) into `host:port` strings.
+pub(crate) fn parse_brokers(brokers: &str) -> Result<Vec<String>, String> {
     let mut list = Vec::new();
     for b in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
         let b = b
@@ -111,10 +120,24 @@ pub async fn connect(brokers: &str) -> Result<KafkaSink, String> {
     if list.is_empty() {
         return Err("no Kafka broker given: expected host:port[,host:port...]".into());
     }
-    Ok(KafkaSink {
-        brokers: list,
-        conn: Mutex::new(None),
-    })
+    Ok(list)
+}
+
+/// Connects to the cluster through `brokers`, with the retry settings the
+/// sink uses: rskafka gives up on a failing request after
+/// [`RETRY_DEADLINE`], and the caller retries with its own backoff.
+pub(crate) async fn client(brokers: &[String]) -> Result<Client, String> {
+    ClientBuilder::new(brokers.to_vec())
+        .client_id("patchaudit")
+        .backoff_config(BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 3.0,
+            deadline: Some(RETRY_DEADLINE),
+        })
+        .build()
+        .await
+        .map_err(|e| format!("cannot reach the brokers {}: {e}", brokers.join(",")))
 }
 
 /// The topic of a source.
@@ -214,17 +237,7 @@ impl KafkaSink {
 impl Connection {
     /// Connects to the cluster and makes sure both topics exist.
     async fn open(brokers: &[String]) -> Result<Connection, String> {
-        let client = ClientBuilder::new(brokers.to_vec())
-            .client_id("patchaudit")
-            .backoff_config(BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(1),
-                base: 3.0,
-                deadline: Some(RETRY_DEADLINE),
-            })
-            .build()
-            .await
-            .map_err(|e| format!("cannot reach the brokers {}: {e}", brokers.join(",")))?;
+        let client = client(brokers).await?;
         let existing = client
             .list_topics()
             .await
@@ -271,7 +284,7 @@ impl Connection {
 
 /// Creates a topic, or finds the one another client created meanwhile;
 /// returns its partition count.
-async fn create_topic(client: &Client, name: &str) -> Result<usize, String> {
+pub(crate) async fn create_topic(client: &Client, name: &str) -> Result<usize, String> {
     let controller = client
         .controller_client()
         .map_err(|e| format!("finding the controller: {e}"))?;
@@ -316,7 +329,7 @@ fn record(m: &Message, timestamp: DateTime<Utc>) -> Record {
 }
 
 /// The current time, to the millisecond, as Kafka keeps it.
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

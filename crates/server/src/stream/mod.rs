@@ -18,6 +18,7 @@
 
 pub mod alerts;
 pub mod consume;
+pub mod consume_kafka;
 pub mod kafka;
 pub mod nats;
 pub mod sse;
@@ -37,16 +38,34 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// What the stream does, from the command line or the config file.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct StreamConfig {
     /// The NATS server to publish to (and consume from), if any.
     pub nats_url: Option<String>,
+    /// Kafka bootstrap brokers to publish to (`host:port,...`), if any.
+    pub kafka_brokers: Option<String>,
+    /// A Kafka topic to record events from.
+    pub consume_kafka: Option<String>,
     /// Webhooks to POST every event and alert to.
     pub webhooks: Vec<webhook::WebhookConfig>,
     /// The alert rules' thresholds.
     pub alerts: alerts::AlertConfig,
     /// A NATS subject to record events from.
     pub consume_nats: Option<String>,
+}
+
+// By hand: the NATS URL may carry a password.
+impl std::fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConfig")
+            .field("nats_url", &self.nats_url.as_ref().map(|_| "****"))
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("consume_kafka", &self.consume_kafka)
+            .field("webhooks", &self.webhooks)
+            .field("alerts", &self.alerts)
+            .field("consume_nats", &self.consume_nats)
+            .finish()
+    }
 }
 
 /// Starts the stream for a server: the alert rules, every configured sink
@@ -66,6 +85,9 @@ pub async fn start_for(state: &crate::AppState, config: &StreamConfig) -> Result
         sinks.push(Arc::new(nats::NatsSink::new(client.clone())));
         nats_client = Some(client);
     }
+    if let Some(brokers) = &config.kafka_brokers {
+        sinks.push(Arc::new(kafka::connect(brokers).await?));
+    }
     for hook in state.webhooks.iter() {
         sinks.push(hook.clone());
     }
@@ -75,6 +97,20 @@ pub async fn start_for(state: &crate::AppState, config: &StreamConfig) -> Result
         state.clone(),
         config.alerts.overdue_every,
     )));
+    if let Some(topic) = &config.consume_kafka {
+        let brokers = config
+            .kafka_brokers
+            .clone()
+            .ok_or("--consume-kafka needs --kafka-brokers")?;
+        running
+            .tasks
+            .push(tokio::spawn(consume_kafka::consume_kafka(
+                brokers,
+                topic.clone(),
+                state.clone(),
+                running.stop.subscribe(),
+            )));
+    }
     if let Some(subject) = &config.consume_nats {
         let client = nats_client.ok_or("--consume-nats needs --nats-url")?;
         running.tasks.push(tokio::spawn(consume::consume_nats(
@@ -476,20 +512,25 @@ async fn run_sink(
                 };
                 lag.set(head.saturating_sub(next) as f64);
                 let idle = n < BATCH;
-                if next > saved && (idle || last_save.elapsed() >= SAVE_EVERY) {
-                    match store.save_cursor(&name, next).await {
-                        Ok(()) => {
+                // The save runs beside delivery, never in its way: a cursor
+                // write waits for SQLite's write lock behind ingest, and
+                // delivery must not. Saves may overlap; the store keeps the
+                // highest position, so their order does not matter.
+                if next > saved && last_save.elapsed() >= SAVE_EVERY {
+                    save_in_background(&store, &name, next);
+                    saved = next;
+                    last_save = Instant::now();
+                }
+                if idle {
+                    let pending = next > saved;
+                    let save_due = SAVE_EVERY.saturating_sub(last_save.elapsed());
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(save_due), if pending => {
+                            save_in_background(&store, &name, next);
                             saved = next;
                             last_save = Instant::now();
                         }
-                        Err(e) => {
-                            tracing::warn!(cursor = %name, error = %e, "saving the stream cursor failed; it will be saved later")
-                        }
-                    }
-                }
-                if idle {
-                    tokio::select! {
-                        _ = wake.changed() => {}
                         _ = tokio::time::sleep(POLL) => {
                             if source == Source::Events {
                                 if let Ok(len) = store.len().await {
@@ -512,12 +553,24 @@ async fn run_sink(
             }
         }
     }
-    if let Some(p) = position.filter(|p| *p > saved) {
+    // Saved whether or not a background save already did: one may have failed.
+    if let Some(p) = position.filter(|p| *p > 0) {
         if let Err(e) = store.save_cursor(&name, p).await {
             tracing::warn!(cursor = %name, error = %e, "saving the stream cursor at shutdown failed");
         }
     }
     tracing::info!(cursor = %name, "stream sink stopped");
+}
+
+/// Saves a cursor on its own task; a failure is logged, and the next save
+/// (or the one at shutdown) covers it.
+fn save_in_background(store: &Arc<dyn Store>, name: &str, position: u64) {
+    let (store, name) = (store.clone(), name.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = store.save_cursor(&name, position).await {
+            tracing::warn!(cursor = %name, error = %e, "saving the stream cursor failed; it will be saved later");
+        }
+    });
 }
 
 /// Reads the next messages of `source` from `position` on.
