@@ -123,7 +123,7 @@ pub async fn run(config: &Config, a: StreamArgs) -> Result<()> {
                 t.add_row([
                     c.name.clone(),
                     c.position.to_string(),
-                    c.lag.to_string(),
+                    c.lag.map_or_else(|| "-".to_owned(), |l| l.to_string()),
                     c.updated_at.clone(),
                 ]);
             }
@@ -252,15 +252,7 @@ async fn dead_letters(b: &Backend, sink: Option<&str>) -> Result<Vec<DeadLetterO
             .await
             .map_err(|e| crate::compliance::api_failure(e.into()))?
             .into_iter()
-            .map(|l| DeadLetterOut {
-                id: l.id,
-                sink: l.sink,
-                message_id: l.message_id,
-                attempts: l.attempts,
-                error: l.error,
-                failed_at: l.failed_at.to_rfc3339(),
-                payload: l.payload,
-            })
+            .map(DeadLetterOut::from)
             .collect()),
         Backend::Remote { .. } => {
             let q: Vec<(&str, String)> = sink.map(|s| ("sink", s.to_owned())).into_iter().collect();

@@ -17,8 +17,11 @@ pub struct CursorOut {
     pub name: String,
     /// The next position not yet delivered (a seq, or an alert id).
     pub position: u64,
-    /// How many positions are recorded but not yet delivered.
-    pub lag: u64,
+    /// How many positions are recorded but not yet delivered. Absent for
+    /// a broker consumer's cursor, whose position is a broker offset (see
+    /// `patchaudit_consume_lag` in `/metrics`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lag: Option<u64>,
     /// When the cursor last moved (RFC 3339, UTC).
     pub updated_at: String,
 }
@@ -50,13 +53,15 @@ pub async fn status(store: &dyn patchaudit_store::Store) -> Result<StreamStatus,
         cursors: cursors
             .into_iter()
             .map(|c| {
-                let head = if c.name.ends_with("/alerts") {
-                    last_alert + 1
+                let head = if c.name.starts_with("kafka-consume/") {
+                    None
+                } else if c.name.ends_with("/alerts") {
+                    Some(last_alert + 1)
                 } else {
-                    len
+                    Some(len)
                 };
                 CursorOut {
-                    lag: head.saturating_sub(c.position),
+                    lag: head.map(|h| h.saturating_sub(c.position)),
                     name: c.name,
                     position: c.position,
                     updated_at: c.updated_at.to_rfc3339(),
@@ -111,6 +116,20 @@ pub struct DeadLetterOut {
     pub payload: String,
 }
 
+impl From<patchaudit_store::stream::DeadLetter> for DeadLetterOut {
+    fn from(l: patchaudit_store::stream::DeadLetter) -> Self {
+        DeadLetterOut {
+            id: l.id,
+            sink: l.sink,
+            message_id: l.message_id,
+            attempts: l.attempts,
+            error: l.error,
+            failed_at: l.failed_at.to_rfc3339(),
+            payload: l.payload,
+        }
+    }
+}
+
 /// List the webhook deliveries that gave up, oldest first.
 #[utoipa::path(get, path = "/v1/stream/dead-letters", tag = "stream",
     params(("sink" = Option<String>, Query, description = "Only this webhook's")),
@@ -127,20 +146,7 @@ async fn list_dead_letters(
     let sink = p.take("sink");
     p.finish(&["sink"])?;
     let letters = st.store.dead_letters(sink.as_deref()).await?;
-    Ok(Json(
-        letters
-            .into_iter()
-            .map(|l| DeadLetterOut {
-                id: l.id,
-                sink: l.sink,
-                message_id: l.message_id,
-                attempts: l.attempts,
-                error: l.error,
-                failed_at: l.failed_at.to_rfc3339(),
-                payload: l.payload,
-            })
-            .collect(),
-    ))
+    Ok(Json(letters.into_iter().map(DeadLetterOut::from).collect()))
 }
 
 /// The outcome of a replay.
