@@ -632,3 +632,94 @@ async fn the_consumer_waits_for_a_broker_that_is_down_then_catches_up() {
     consumer.stop().await;
     srv.shutdown().await;
 }
+
+// ------------------------------------------------ the server end to end
+
+/// The whole path (POST, ledger, cursor, sink, broker) with the broker
+/// away at first: events keep arriving while nothing listens on its port,
+/// ingest is not slowed, and once tansu starts every event arrives once,
+/// keyed by system, each system's events in seq order on its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_posted_while_the_broker_is_down_all_arrive_in_order_once_it_is_up() {
+    if tansu_binary().is_none() {
+        service_unavailable("tansu", "the tansu binary is not installed");
+        return;
+    }
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let stream = patchaudit_server::stream::StreamConfig {
+        kafka_brokers: Some(brokers.clone()),
+        alerts: patchaudit_server::stream::alerts::AlertConfig {
+            overdue_every: Duration::ZERO,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let srv = TestServer::with_stream(
+        patchaudit_server::ServerConfig {
+            rate_limit_per_second: 0,
+            ..Default::default()
+        },
+        Some(stream),
+    )
+    .await;
+    let outage = Instant::now();
+    let mut sent = 0u64;
+    while outage.elapsed() < Duration::from_secs(15) {
+        let started = Instant::now();
+        let batch: Vec<Value> = (0..3)
+            .map(|i| common::event("KB1", &format!("web-{i}"), &at(1), "success"))
+            .collect();
+        srv.ingest(&batch).await;
+        sent += 3;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "ingest must not wait for the broker"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _tansu = start_tansu(port).expect("tansu starts");
+    let deadline = Instant::now() + DELIVER_LIMIT;
+    let fetched = loop {
+        let client = ClientBuilder::new(vec![brokers.clone()]).build().await;
+        if let Ok(client) = client {
+            let known = client
+                .list_topics()
+                .await
+                .map(|t| t.iter().any(|t| t.name == EVENTS_TOPIC))
+                .unwrap_or(false);
+            if known {
+                let (fetched, _) = fetch_all(&brokers, EVENTS_TOPIC).await;
+                if fetched.len() as u64 >= sent {
+                    break fetched;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "not every event arrived in time");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(fetched.len() as u64, sent, "each event once");
+    let mut per_system: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut partition_of: BTreeMap<String, HashSet<i32>> = BTreeMap::new();
+    let mut sorted = fetched;
+    sorted.sort_by_key(|f| (f.partition, f.offset));
+    for f in &sorted {
+        let body: Value = serde_json::from_slice(&f.value).unwrap();
+        let system = body["system"].as_str().unwrap().to_owned();
+        assert_eq!(f.key.as_deref(), Some(system.as_bytes()));
+        assert_eq!(f.id, body["message_id"].as_str().unwrap());
+        per_system
+            .entry(system.clone())
+            .or_default()
+            .push(body["seq"].as_u64().unwrap());
+        partition_of.entry(system).or_default().insert(f.partition);
+    }
+    let mut all: Vec<u64> = per_system.values().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..sent).collect::<Vec<_>>(), "every seq, once");
+    for (system, seqs) in &per_system {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{system}: {seqs:?}");
+        assert_eq!(partition_of[system].len(), 1, "{system} on one partition");
+    }
+    srv.shutdown().await;
+}
