@@ -164,7 +164,7 @@ async fn open(js: &jetstream::Context, subject: &str) -> Result<pull::Stream, St
     };
     js.get_or_create_stream(jetstream::stream::Config {
         name: DEAD_LETTER_STREAM.into(),
-        subjects: vec![format!("{DEAD_LETTER_SUBJECT}")],
+        subjects: vec![DEAD_LETTER_SUBJECT.to_owned()],
         ..Default::default()
     })
     .await
