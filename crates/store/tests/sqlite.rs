@@ -180,11 +180,13 @@ async fn the_compliance_migration_backfills_pair_facts() {
         }
         store.append(batch, "").await.unwrap();
     }
-    // Take the database back to schema 2, as a build before migration 3 left it.
+    // Take the database back to schema 2, as a build before migration 3 left
+    // it (so without migration 4's tables either).
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE records; DROP TABLE pair_facts; DROP INDEX events_by_pair; PRAGMA user_version = 2;",
+            "DROP TABLE stream_cursors; DROP TABLE dead_letters; DROP TABLE alerts; \
+             DROP TABLE records; DROP TABLE pair_facts; DROP INDEX events_by_pair; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
