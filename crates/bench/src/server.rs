@@ -100,6 +100,25 @@ impl RunningServer {
         store: Arc<dyn Store>,
         flavor: Flavor,
     ) -> anyhow::Result<RunningServer> {
+        Self::start_inner(store, flavor, None).await
+    }
+
+    /// Serves `store` like [`RunningServer::start`], and also runs the
+    /// real-time stream of `stream` (its sinks and alert rules) the way
+    /// `patchaudit serve` does: started before the first request, stopped
+    /// (every cursor saved) after the server stopped.
+    pub async fn start_with_stream(
+        store: Arc<dyn Store>,
+        stream: &patchaudit_server::stream::StreamConfig,
+    ) -> anyhow::Result<RunningServer> {
+        Self::start_inner(store, Flavor::Shipped, Some(stream)).await
+    }
+
+    async fn start_inner(
+        store: Arc<dyn Store>,
+        flavor: Flavor,
+        stream: Option<&patchaudit_server::stream::StreamConfig>,
+    ) -> anyhow::Result<RunningServer> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding a loopback port for the server")?;
@@ -114,7 +133,16 @@ impl RunningServer {
             rate_limit_per_second: 0,
             ..ServerConfig::default()
         };
-        let state = AppState::new(store, config);
+        let mut state = AppState::new(store, config);
+        let mut running = None;
+        if let Some(stream) = stream {
+            state = state.with_webhooks(stream);
+            running = Some(
+                patchaudit_server::stream::start_for(&state, stream)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("starting the stream: {e}"))?,
+            );
+        }
         let shutdown = async move {
             let _ = rx.await;
         };
@@ -138,42 +166,7 @@ impl RunningServer {
             base: format!("http://{addr}"),
             shutdown: Some(tx),
             task,
-            stream: None,
-        })
-    }
-
-    /// Serves `store` like [`RunningServer::start`], and also runs the
-    /// real-time stream of `stream` (its sinks and alert rules) the way
-    /// `patchaudit serve` does: started before the first request, stopped
-    /// (every cursor saved) after the server stopped.
-    pub async fn start_with_stream(
-        store: Arc<dyn Store>,
-        stream: &patchaudit_server::stream::StreamConfig,
-    ) -> anyhow::Result<RunningServer> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding a loopback port for the server")?;
-        let addr = listener
-            .local_addr()
-            .context("reading the server's address")?;
-        let (tx, rx) = oneshot::channel::<()>();
-        ensure_bench_token(store.as_ref()).await?;
-        let config = ServerConfig {
-            rate_limit_per_second: 0,
-            ..ServerConfig::default()
-        };
-        let state = AppState::new(store, config).with_webhooks(stream);
-        let running = patchaudit_server::stream::start_for(&state, stream)
-            .await
-            .map_err(|e| anyhow::anyhow!("starting the stream: {e}"))?;
-        let task = tokio::spawn(patchaudit_server::run(listener, state, async move {
-            let _ = rx.await;
-        }));
-        Ok(RunningServer {
-            base: format!("http://{addr}"),
-            shutdown: Some(tx),
-            task,
-            stream: Some(running),
+            stream: running,
         })
     }
 
