@@ -20,6 +20,7 @@
 //! | [`hotfix`] | `Get-HotFix` exported as CSV or JSON |
 //! | [`wu_history`] | Windows Update history (`QueryHistory`, `Get-WUHistory`) as CSV |
 //! | [`osquery`] | osquery differential results for `deb_packages`, `rpm_packages`, `patches` and `windows_update_history` |
+//! | [`inventory`] | installed packages, not events: `/var/lib/dpkg/status`, `rpm -qa`, and the hotfixes of `wmic qfe`, `systeminfo` and `Get-HotFix` |
 //!
 //! [`version`] compares dpkg and rpm versions. `docs/collectors.md` says, per
 //! source, what counts as an event, which fields are filled, what is a
@@ -46,12 +47,12 @@ pub mod decode;
 mod event;
 mod source;
 mod text;
-pub mod version;
 
 pub mod apt;
 pub mod dnf;
 pub mod dpkg;
 pub mod hotfix;
+pub mod inventory;
 pub mod osquery;
 pub mod systeminfo;
 pub mod wmic;
@@ -60,4 +61,7 @@ pub mod yum;
 
 pub use decode::{CodePage, Decoded, Encoding};
 pub use event::{CollectedEvent, Context, DateOrder, Kind, Parsed, Problem, ProblemKind, Summary};
+/// dpkg and rpm version comparison, which lives in the domain because
+/// compliance compares installed versions with fixed ones too.
+pub use patchaudit_domain::version;
 pub use source::{parse, parse_rotated, Source};

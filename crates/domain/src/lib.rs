@@ -11,6 +11,7 @@ mod event;
 mod query;
 mod time;
 mod values;
+pub mod version;
 
 pub use error::{ErrorCode, FieldError, IndexedFieldError};
 pub use event::{
