@@ -10,6 +10,8 @@
 //! - [`exception`]s: accepted risks with an approver and an expiry;
 //! - [`facts`]: what the ledger says about one (patch, system) pair, folded
 //!   event by event so stores can keep it up to date on ingest;
+//! - [`inventory`]: a system's installed packages, which decide whether an
+//!   advisory with fixed versions applies, and show installs no event explains;
 //! - [`state`]: the state of a pair at an instant, from the above;
 //! - [`report`]: the audit report over a fleet;
 //! - [`osv`]: the import of OSV advisories into catalog entries. It is the one
@@ -23,6 +25,7 @@
 pub mod catalog;
 pub mod exception;
 pub mod facts;
+pub mod inventory;
 pub mod osv;
 pub mod policy;
 pub mod report;
@@ -32,6 +35,7 @@ pub mod tags;
 pub use catalog::{AffectedPackage, AppliesTo, CatalogEntry, RawCatalogEntry, Severity};
 pub use exception::{Exception, ExceptionScope, RawException};
 pub use facts::{EventFact, PairFacts};
+pub use inventory::{InstalledPackage, Inventory, PackageFormat, RawInventory, RawPackage};
 pub use policy::{ScopedSla, SlaDays, SlaPolicy};
 pub use report::{Report, ReportFilter, ReportInput, SystemView};
 pub use state::{evaluate, evaluate_prepared, PairEvaluation, PairState};

@@ -8,6 +8,7 @@
 use crate::catalog::{CatalogEntry, Severity};
 use crate::exception::Exception;
 use crate::facts::PairFacts;
+use crate::inventory::{Inventory, PackageFormat};
 use crate::policy::SlaPolicy;
 use crate::state::{evaluate_prepared, PairState};
 use crate::tags::{Tag, Tags};
@@ -56,6 +57,9 @@ pub struct ReportInput {
     pub exceptions: Vec<Exception>,
     /// Pair facts, by patch id then system.
     pub facts: HashMap<String, HashMap<String, PairFacts>>,
+    /// The latest installed-package inventory of each system that sent one
+    /// by `at`, by system id.
+    pub inventories: HashMap<String, Inventory>,
 }
 
 /// Which part of the fleet and catalog a report covers. Every set field must match.
@@ -205,6 +209,10 @@ pub struct Summary {
     pub stale_systems: Vec<String>,
     /// Catalog entries in the report.
     pub patches: u64,
+    /// Systems in the report with an inventory.
+    pub systems_with_inventory: u64,
+    /// Installed packages, across those systems, that no logged success explains.
+    pub unaccounted: u64,
 }
 
 impl Summary {
@@ -227,7 +235,29 @@ pub struct SystemRow {
     pub stale: bool,
     /// Its pairs.
     pub counts: StateCounts,
+    /// When its latest inventory was taken; `None` if it never sent one.
+    pub inventory_at: Option<Timestamp>,
+    /// Installed packages no logged success explains; `None` without an inventory.
+    pub unaccounted: Option<u64>,
 }
+
+/// An installed package that no logged event explains: the inventory shows
+/// it, but no success on that system recorded that version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnaccountedRow {
+    /// The system whose inventory lists it.
+    pub system: String,
+    /// The package (a KB id on Windows).
+    pub package: String,
+    /// The installed version.
+    pub version: String,
+    /// The architecture, where the format has one.
+    pub arch: Option<String>,
+}
+
+/// At most this many unaccounted packages are listed in a report unless
+/// every pair is asked for; [`Summary::unaccounted`] counts them all.
+pub const UNACCOUNTED_LIST_MAX: usize = 1000;
 
 /// One patch's line.
 #[derive(Debug, Clone, PartialEq)]
@@ -290,6 +320,9 @@ pub struct Report {
     /// Applied pairs per time-to-patch bucket (upper bound in days, count),
     /// for the histogram.
     pub time_to_patch_histogram: Vec<(u32, u64)>,
+    /// Installed packages that no logged event explains, by system then
+    /// package; at most [`UNACCOUNTED_LIST_MAX`] unless the filter lists pairs.
+    pub unaccounted: Vec<UnaccountedRow>,
 }
 
 /// The upper bounds of the time-to-patch histogram, in days; the last bucket is open.
@@ -335,6 +368,10 @@ impl Report {
             })
             .collect();
         let samples = sample_instants(&entries, at);
+        let inventories: Vec<Option<&Inventory>> = systems
+            .iter()
+            .map(|s| input.inventories.get(&s.id))
+            .collect();
         let system_index: rustc_hash::FxHashMap<&str, usize> = systems
             .iter()
             .enumerate()
@@ -350,6 +387,7 @@ impl Report {
             days: &days,
             samples: &samples,
             system_index: &system_index,
+            inventories: &inventories,
         };
         // Entries are independent, so they are split across threads; the
         // partial results add up in entry order, so the report does not
@@ -411,16 +449,46 @@ impl Report {
             }
             patch_rows.extend(p.patch_rows);
         }
+        let mut unaccounted = Vec::new();
+        let mut unaccounted_total = 0u64;
         let system_rows: Vec<SystemRow> = systems
             .iter()
             .zip(stale)
             .zip(system_counts)
-            .map(|((s, stale), counts)| SystemRow {
-                system: s.id.clone(),
-                tags: s.tags.clone(),
-                last_seen: s.last_seen,
-                stale,
-                counts,
+            .zip(&inventories)
+            .map(|(((s, stale), counts), inv)| {
+                let left = inv.map(|inv| {
+                    inv.explained_by(|id| {
+                        input
+                            .facts
+                            .get(id)
+                            .and_then(|by_system| by_system.get(&s.id))
+                            .is_some_and(|f| f.applied_since.is_some())
+                    })
+                });
+                if let Some(left) = &left {
+                    unaccounted_total += left.len() as u64;
+                    let room = if filter.list_pairs {
+                        usize::MAX
+                    } else {
+                        UNACCOUNTED_LIST_MAX.saturating_sub(unaccounted.len())
+                    };
+                    unaccounted.extend(left.iter().take(room).map(|p| UnaccountedRow {
+                        system: s.id.clone(),
+                        package: p.name.clone(),
+                        version: p.version.clone(),
+                        arch: p.arch.clone(),
+                    }));
+                }
+                SystemRow {
+                    system: s.id.clone(),
+                    tags: s.tags.clone(),
+                    last_seen: s.last_seen,
+                    stale,
+                    counts,
+                    inventory_at: inv.map(|i| i.recorded_at),
+                    unaccounted: left.map(|l| l.len() as u64),
+                }
             })
             .collect();
 
@@ -487,6 +555,8 @@ impl Report {
                 systems: system_rows.len() as u64,
                 stale_systems,
                 patches: entries.len() as u64,
+                systems_with_inventory: inventories.iter().flatten().count() as u64,
+                unaccounted: unaccounted_total,
             },
             overdue,
             failures: failed,
@@ -495,6 +565,7 @@ impl Report {
             patches: patch_rows,
             coverage: coverage_curve(&samples, &curve_required, &curve_covered),
             time_to_patch_histogram: HISTOGRAM_DAYS.iter().copied().zip(histogram).collect(),
+            unaccounted,
         }
     }
 }
@@ -515,6 +586,8 @@ struct Scan<'a> {
     /// Each system's position in `systems`. Probed once per pair with events,
     /// so with rustc-hash's fast hasher: SipHash was a fifth of a report.
     system_index: &'a rustc_hash::FxHashMap<&'a str, usize>,
+    /// Each system's inventory, by position in `systems`.
+    inventories: &'a [Option<&'a Inventory>],
 }
 
 /// What one thread found over its share of the entries.
@@ -565,11 +638,25 @@ impl Scan<'_> {
                 .get(entry.id.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
+            // Which inventory families the entry's fixed versions speak for:
+            // a system with such an inventory needs the entry only if it
+            // holds an affected version (or the ledger already has events
+            // for the pair, which keep their evidence).
+            let decides = PackageFormat::ALL.map(|f| {
+                entry.packages.iter().any(|p| {
+                    p.fixed.is_some() && PackageFormat::of_ecosystem(&p.ecosystem) == Some(f)
+                })
+            });
             let mut counts = StateCounts::default();
             // Summed in i128: thousands of pairs of an old entry overflow i64 µs.
             let mut ttp_sum = (0i128, 0u64);
             for (i, sys) in self.systems.iter().enumerate() {
                 let f = slots[i].as_ref();
+                if let (Some(inv), None) = (self.inventories[i], f) {
+                    if decides[inv.format as usize] && inv.affected_by(&entry.packages).is_none() {
+                        continue;
+                    }
+                }
                 let deadline = self.days[i][entry.severity as usize].map(|d| {
                     entry
                         .released_at
@@ -799,7 +886,167 @@ mod tests {
             policy: SlaPolicy::default(),
             exceptions: vec![],
             facts: f,
+            inventories: HashMap::new(),
         }
+    }
+
+    fn inventory(format: &str, pkgs: &[(&str, &str)]) -> Inventory {
+        Inventory::parse(
+            crate::inventory::RawInventory {
+                format: Some(format.into()),
+                packages: pkgs
+                    .iter()
+                    .map(|(n, v)| crate::inventory::RawPackage {
+                        name: Some((*n).into()),
+                        version: Some((*v).into()),
+                        arch: None,
+                    })
+                    .collect(),
+            },
+            day(49),
+        )
+        .unwrap()
+    }
+
+    /// An advisory for openssl fixed in 3.0.13-1, on three systems: one
+    /// with an affected version, one with the fix, and one without an
+    /// inventory.
+    fn versioned_input() -> ReportInput {
+        let mut i = input();
+        let mut e = entry("DSA-1", "critical", 0);
+        e.packages = vec![crate::catalog::AffectedPackage {
+            ecosystem: "Debian:12".into(),
+            name: "openssl".into(),
+            fixed: Some("3.0.13-1".into()),
+        }];
+        i.catalog = vec![e];
+        i.facts.clear();
+        i.systems.push(system("db-1", 49, &[]));
+        i.inventories.insert(
+            "web-1".into(),
+            inventory(
+                "deb",
+                &[("openssl", "3.0.11-1~deb12u2"), ("bash", "5.2.15-2")],
+            ),
+        );
+        i.inventories
+            .insert("web-2".into(), inventory("deb", &[("openssl", "3.0.13-1")]));
+        i
+    }
+
+    #[test]
+    fn an_advisory_with_fixed_versions_applies_where_the_inventory_is_affected() {
+        let r = Report::compute(&versioned_input(), &ReportFilter::default());
+        let required: Vec<(&str, u64)> = r
+            .systems
+            .iter()
+            .map(|s| (s.system.as_str(), s.counts.required()))
+            .collect();
+        // web-1 holds an affected version; web-2 holds the fix; db-1 sent no
+        // inventory, so the entry's `applies_to` (all) decides.
+        assert_eq!(required, [("web-1", 1), ("web-2", 0), ("db-1", 1)]);
+        assert_eq!(r.summary.systems_with_inventory, 2);
+    }
+
+    #[test]
+    fn a_pair_with_events_stays_required_whatever_the_inventory_says() {
+        let mut i = versioned_input();
+        i.facts
+            .entry("DSA-1".into())
+            .or_default()
+            .insert("web-2".into(), facts(&[(3, Status::Success)]));
+        let r = Report::compute(&i, &ReportFilter::default());
+        let web2 = r.systems.iter().find(|s| s.system == "web-2").unwrap();
+        assert_eq!(web2.counts.get(PairState::AppliedOnTime), 1);
+    }
+
+    #[test]
+    fn an_inventory_of_another_family_or_an_entry_without_fixes_decides_nothing() {
+        let mut i = versioned_input();
+        // web-2 is fixed by its deb inventory, so the entry is not required there.
+        let r = Report::compute(&i, &ReportFilter::default());
+        assert_eq!(r.summary.counts.required(), 2);
+        // An rpm inventory says nothing about a Debian advisory: `applies_to` decides.
+        let deb = i
+            .inventories
+            .insert("web-2".into(), inventory("rpm", &[("openssl", "1.0-1")]))
+            .unwrap();
+        let r = Report::compute(&i, &ReportFilter::default());
+        let web2 = r.systems.iter().find(|s| s.system == "web-2").unwrap();
+        assert_eq!(web2.counts.required(), 1);
+        // Nor does an entry whose packages have no fixed version.
+        i.inventories.insert("web-2".into(), deb);
+        i.catalog[0].packages[0].fixed = None;
+        let r = Report::compute(&i, &ReportFilter::default());
+        assert_eq!(r.summary.counts.required(), 3);
+    }
+
+    #[test]
+    fn unaccounted_packages_are_those_no_success_explains() {
+        let mut i = versioned_input();
+        i.facts
+            .entry("bash@5.2.15-2".into())
+            .or_default()
+            .insert("web-1".into(), facts(&[(3, Status::Success)]));
+        // A success on another system explains nothing here, and a
+        // rolled-back install no longer explains the version.
+        i.facts
+            .entry("openssl@3.0.13-1".into())
+            .or_default()
+            .insert("web-1".into(), facts(&[(3, Status::Success)]));
+        i.facts
+            .entry("openssl@3.0.13-1".into())
+            .or_default()
+            .insert(
+                "web-2".into(),
+                facts(&[(3, Status::Success), (4, Status::RolledBack)]),
+            );
+        let r = Report::compute(&i, &ReportFilter::default());
+        let rows: Vec<(&str, &str, &str)> = r
+            .unaccounted
+            .iter()
+            .map(|u| (u.system.as_str(), u.package.as_str(), u.version.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("web-1", "openssl", "3.0.11-1~deb12u2"),
+                ("web-2", "openssl", "3.0.13-1")
+            ]
+        );
+        assert_eq!(r.summary.unaccounted, 2);
+        let counts: Vec<Option<u64>> = r.systems.iter().map(|s| s.unaccounted).collect();
+        assert_eq!(counts, [Some(1), Some(1), None]);
+        let only_web2 = Report::compute(
+            &i,
+            &ReportFilter {
+                system: Some("web-2".into()),
+                ..ReportFilter::default()
+            },
+        );
+        assert_eq!(only_web2.summary.unaccounted, 1);
+    }
+
+    #[test]
+    fn the_unaccounted_list_is_capped_unless_pairs_are_listed() {
+        let mut i = versioned_input();
+        let many: Vec<(String, String)> = (0..UNACCOUNTED_LIST_MAX + 5)
+            .map(|n| (format!("pkg{n:05}"), "1.0-1".to_string()))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        i.inventories.insert("db-1".into(), inventory("deb", &many));
+        let r = Report::compute(&i, &ReportFilter::default());
+        assert_eq!(r.unaccounted.len(), UNACCOUNTED_LIST_MAX);
+        // db-1's packages, web-1's bash and openssl, and web-2's openssl.
+        assert_eq!(r.summary.unaccounted, (UNACCOUNTED_LIST_MAX + 5 + 3) as u64);
+        let all = Report::compute(
+            &i,
+            &ReportFilter {
+                list_pairs: true,
+                ..ReportFilter::default()
+            },
+        );
+        assert_eq!(all.unaccounted.len() as u64, all.summary.unaccounted);
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::proofs::consistency))
         .routes(routes!(crate::proofs::event_proof))
         .merge(crate::compliance::routes())
+        .merge(crate::inventory::routes())
         .merge(crate::auth::routes())
         .merge(crate::changes::routes())
         .merge(crate::stream::alerts::routes())

@@ -52,7 +52,7 @@ pub enum Access {
 /// - `GET /healthz`, `/readyz` and `/v1/openapi.json` are open; `/metrics`
 ///   is [`Access::Metrics`];
 /// - anything under `/v1/tokens` needs `admin`;
-/// - `POST /v1/events` needs `ingest`;
+/// - `POST /v1/events` and `PUT /v1/systems/{system}/inventory` need `ingest`;
 /// - any other `GET` under `/v1/` needs `read`;
 /// - any other method under `/v1/` (catalog, tags, policy, exceptions)
 ///   needs `admin`.
@@ -70,7 +70,9 @@ pub fn access(method: &Method, template: &str) -> Option<Access> {
         (_, t) if t == "/v1/tokens" || t.starts_with("/v1/tokens/") => {
             Some(Access::Scope(Scope::Admin))
         }
-        (&Method::POST, "/v1/events") => Some(Access::Scope(Scope::Ingest)),
+        (&Method::POST, "/v1/events") | (&Method::PUT, "/v1/systems/{system}/inventory") => {
+            Some(Access::Scope(Scope::Ingest))
+        }
         (&Method::GET, _) if v1 => Some(Access::Scope(Scope::Read)),
         (_, _) if v1 => Some(Access::Scope(Scope::Admin)),
         _ => None,
@@ -242,6 +244,28 @@ pub async fn require(
         token: Arc::new(token),
     });
     Ok(next.run(req).await)
+}
+
+/// Refuses a write for one system (its inventory) that the token may not
+/// write for, by the same rules as events: a matching system pattern, or a
+/// tag the system carries.
+pub async fn check_system(store: &dyn Store, token: &Token, system: &str) -> Result<(), ApiError> {
+    if token.unrestricted() || token.systems.iter().any(|p| p.matches(system)) {
+        return Ok(());
+    }
+    if !token.tags.is_empty() {
+        let tags = patchaudit_store::compliance::tags_of(store, system).await?;
+        if token.tags.iter().any(|want| tags.has(want)) {
+            return Ok(());
+        }
+    }
+    Err(ApiError::Forbidden {
+        detail: format!(
+            "token {} may not write for system {system:?}: it matches none of the token's systems or tags",
+            token.principal()
+        ),
+        errors: Vec::new(),
+    })
 }
 
 /// Refuses a batch holding events for systems the token may not write,

@@ -59,13 +59,13 @@ fn action(kind: RecordKind, r: &Record) -> &'static str {
     }
 }
 
-/// Every change to the catalog, system tags, the policy, exceptions and
-/// tokens, oldest first, with who made it and when. Token rows need the
+/// Every change to the catalog, system tags, the policy, exceptions,
+/// tokens and inventories, oldest first, with who made it and when. Token rows need the
 /// admin scope; without it they are left out.
 #[utoipa::path(get, path = "/v1/changes", tag = "compliance",
     params(
         ("after" = Option<u64>, Query, description = "Only changes with a higher rev (the `next_after` of the previous page)", format = "uint64", maximum = 18446744073709551615usize),
-        ("kind" = Option<String>, Query, description = "Only this kind: catalog, system, policy, exception or token"),
+        ("kind" = Option<String>, Query, description = "Only this kind: catalog, system, policy, exception, token or inventory"),
         ("limit" = Option<u64>, Query, description = "At most this many (default 100, at most 1000)", minimum = 1, maximum = 1000)
     ),
     responses(
@@ -91,7 +91,7 @@ async fn list_changes(
     let kind = p.take_with("kind", |v| {
         RecordKind::parse(v).ok_or_else(|| {
             format!(
-                "{v:?} is not a kind; the kinds are catalog, system, policy, exception and token"
+                "{v:?} is not a kind; the kinds are catalog, system, policy, exception, token and inventory"
             )
         })
     });

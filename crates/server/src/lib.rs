@@ -15,6 +15,7 @@ pub mod auth;
 pub mod changes;
 pub mod compliance;
 pub mod error;
+pub mod inventory;
 pub mod limits;
 mod metrics_layer;
 // Public only so that the fuzz targets (fuzz/) can reach the query parser.

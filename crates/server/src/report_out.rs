@@ -54,6 +54,29 @@ pub struct ReportOut {
     pub coverage: Vec<ReportCoveragePoint>,
     /// Applied pairs per time-to-patch bucket, shortest bucket first.
     pub time_to_patch_histogram: Vec<ReportHistogramBucket>,
+    /// Installed packages that no logged success explains, by system then
+    /// package: at most 1,000 unless every pair is asked for
+    /// (`summary.unaccounted` counts them all).
+    #[serde(default)]
+    pub unaccounted: Vec<ReportUnaccounted>,
+}
+
+/// An installed package, from a system's inventory, that no logged event
+/// explains: no success on that system recorded that version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReportUnaccounted {
+    /// The system.
+    #[schema(example = "web-01")]
+    pub system: String,
+    /// The package (a KB id on Windows).
+    #[schema(example = "openssl")]
+    pub package: String,
+    /// The installed version.
+    #[schema(example = "3.0.11-1~deb12u2")]
+    pub version: String,
+    /// The architecture, where the format has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
 /// The ledger checkpoint a report was computed from.
@@ -116,6 +139,12 @@ pub struct ReportSummary {
     pub stale_systems: Vec<String>,
     /// Catalog entries in the report.
     pub patches: u64,
+    /// Systems in the report that sent an installed-package inventory.
+    #[serde(default)]
+    pub systems_with_inventory: u64,
+    /// Installed packages, on those systems, that no logged success explains.
+    #[serde(default)]
+    pub unaccounted: u64,
 }
 
 /// Required pairs per state. `not_required` is never counted, so it is not listed.
@@ -342,6 +371,12 @@ pub struct ReportSystem {
     pub unknown: u64,
     /// `applied` as a percentage of `required`; null when nothing is required.
     pub coverage_pct: Option<f64>,
+    /// When the server recorded its current inventory; null without one.
+    #[serde(default)]
+    pub inventory_at: Option<String>,
+    /// Installed packages no logged success explains; null without an inventory.
+    #[serde(default)]
+    pub unaccounted: Option<u64>,
 }
 
 impl From<&SystemRow> for ReportSystem {
@@ -359,6 +394,8 @@ impl From<&SystemRow> for ReportSystem {
             excepted: c.get(PairState::Excepted),
             unknown: c.get(PairState::Unknown),
             coverage_pct: c.coverage_pct(),
+            inventory_at: r.inventory_at.map(Timestamp::to_rfc3339),
+            unaccounted: r.unaccounted,
         }
     }
 }
@@ -491,6 +528,8 @@ impl From<&Report> for ReportOut {
                 systems: s.systems,
                 stale_systems: s.stale_systems.clone(),
                 patches: s.patches,
+                systems_with_inventory: s.systems_with_inventory,
+                unaccounted: s.unaccounted,
             },
             overdue: r.overdue.iter().map(ReportPair::from).collect(),
             failures: r.failures.iter().map(ReportPair::from).collect(),
@@ -504,6 +543,16 @@ impl From<&Report> for ReportOut {
                 .map(|&(max, count)| ReportHistogramBucket {
                     max_days: (max != u32::MAX).then_some(max),
                     count,
+                })
+                .collect(),
+            unaccounted: r
+                .unaccounted
+                .iter()
+                .map(|u| ReportUnaccounted {
+                    system: u.system.clone(),
+                    package: u.package.clone(),
+                    version: u.version.clone(),
+                    arch: u.arch.clone(),
                 })
                 .collect(),
         }
@@ -537,7 +586,7 @@ pub const PAIRS_CSV_COLUMNS: [&str; 16] = [
 ];
 
 /// The columns of [`systems_csv`].
-pub const SYSTEMS_CSV_COLUMNS: [&str; 11] = [
+pub const SYSTEMS_CSV_COLUMNS: [&str; 13] = [
     "system",
     "tags",
     "last_seen",
@@ -549,6 +598,8 @@ pub const SYSTEMS_CSV_COLUMNS: [&str; 11] = [
     "excepted",
     "unknown",
     "coverage_pct",
+    "inventory_at",
+    "unaccounted",
 ];
 
 /// The columns of [`patches_csv`].
@@ -629,6 +680,8 @@ pub fn systems_csv(report: &ReportOut) -> Vec<u8> {
             s.excepted.to_string(),
             s.unknown.to_string(),
             num(s.coverage_pct),
+            opt(&s.inventory_at),
+            s.unaccounted.map(|n| n.to_string()).unwrap_or_default(),
         ]
     });
     csv_table(SYSTEMS_CSV_COLUMNS, rows)
@@ -1116,6 +1169,45 @@ pub fn to_html(report: &ReportOut) -> String {
         "No system is in the report.",
     );
     h.push_str("</section>\n");
+
+    // Unaccounted changes, when some system sent an inventory.
+    if s.systems_with_inventory > 0 {
+        w!(
+            h,
+            "<section id=\"unaccounted\">\n<h2>Unaccounted changes ({})</h2>\n\
+             <p>Installed packages, from the inventories of {} systems, that no logged \
+             success explains: no event on that system recorded that version.{}</p>\n",
+            s.unaccounted,
+            s.systems_with_inventory,
+            if (r.unaccounted.len() as u64) < s.unaccounted {
+                format!(" The first {} are listed.", r.unaccounted.len())
+            } else {
+                String::new()
+            }
+        );
+        table(
+            &mut h,
+            &[
+                ("System", false),
+                ("Package", false),
+                ("Version", false),
+                ("Arch", false),
+            ],
+            r.unaccounted
+                .iter()
+                .map(|u| {
+                    Row::new(vec![
+                        format!("<code>{}</code>", escape(&u.system)),
+                        format!("<code>{}</code>", escape(&u.package)),
+                        format!("<code>{}</code>", escape(&u.version)),
+                        escape(u.arch.as_deref().unwrap_or("")),
+                    ])
+                })
+                .collect(),
+            "Every installed package is explained by a logged event.",
+        );
+        h.push_str("</section>\n");
+    }
 
     // Patches.
     w!(

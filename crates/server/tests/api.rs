@@ -1557,6 +1557,15 @@ async fn every_documented_operation_is_routed() {
     // A token to read and revoke (not the one the client uses).
     let spare = common::make_token(&srv.store, "spare", &["read"]).await;
     let token_id = spare[3..19].to_owned();
+    // An inventory to read.
+    let r = srv
+        .send(
+            srv.client
+                .put(srv.url("/v1/systems/web-01/inventory"))
+                .json(&serde_json::json!({"format": "rpm", "packages": []})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     operations.sort_by_key(|(m, _)| m == "delete");
 
     for (method, path) in &operations {
@@ -1590,6 +1599,8 @@ async fn every_documented_operation_is_routed() {
             }
             ("put", "/v1/catalog/{id}") => Some(entry.clone()),
             ("put", "/v1/systems/{system}/tags") => Some(serde_json::json!({"tags": ["env=prod"]})),
+            ("put", "/v1/systems/{system}/inventory") => Some(serde_json::json!({
+                "format": "deb", "packages": [{"name": "bash", "version": "5.2-1"}]})),
             ("put", "/v1/policy") => Some(serde_json::json!({
                 "default": {"critical": 30, "high": 30, "medium": 90, "low": 180},
                 "stale_after_days": 7})),

@@ -106,6 +106,7 @@ fn input() -> ReportInput {
         policy: SlaPolicy::default(),
         exceptions: vec![],
         facts: f,
+        inventories: HashMap::new(),
     }
 }
 

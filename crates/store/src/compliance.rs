@@ -19,8 +19,8 @@
 use crate::{Store, StoreError, StoredCheckpoint};
 use patchaudit_compliance::report::CheckpointRef;
 use patchaudit_compliance::{
-    AffectedPackage, AppliesTo, CatalogEntry, Exception, ExceptionScope, PairFacts, ReportInput,
-    ScopedSla, SlaDays, SlaPolicy, SystemView, Tag, Tags,
+    AffectedPackage, AppliesTo, CatalogEntry, Exception, ExceptionScope, Inventory, PairFacts,
+    RawInventory, RawPackage, ReportInput, ScopedSla, SlaDays, SlaPolicy, SystemView, Tag, Tags,
 };
 use patchaudit_domain::{CveId, PatchId, SystemId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -39,16 +39,20 @@ pub enum RecordKind {
     Exception,
     /// API tokens, by token id (see [`crate::tokens`]).
     Token,
+    /// Installed-package inventories, by system id: the latest is the
+    /// system's snapshot, and the earlier ones its history.
+    Inventory,
 }
 
 impl RecordKind {
     /// Every kind, in a stable order.
-    pub const ALL: [RecordKind; 5] = [
+    pub const ALL: [RecordKind; 6] = [
         RecordKind::Catalog,
         RecordKind::System,
         RecordKind::Policy,
         RecordKind::Exception,
         RecordKind::Token,
+        RecordKind::Inventory,
     ];
 
     /// The kind stored under `name`, if any.
@@ -64,6 +68,7 @@ impl RecordKind {
             RecordKind::Policy => "policy",
             RecordKind::Exception => "exception",
             RecordKind::Token => "token",
+            RecordKind::Inventory => "inventory",
         }
     }
 }
@@ -329,6 +334,53 @@ pub fn decode_exception(id: &str, body: &str) -> Result<Exception, StoreError> {
     })
 }
 
+#[derive(Serialize, Deserialize)]
+struct InventoryDoc {
+    format: String,
+    /// `(name, version, arch)`: tuples, since an inventory holds thousands.
+    packages: Vec<(String, String, Option<String>)>,
+}
+
+/// Encodes an inventory as a record body. The time is not part of it: the
+/// record's `changed_at` is when this package list was first recorded, and
+/// a host that re-sends an unchanged list writes nothing.
+pub fn encode_inventory(inv: &Inventory) -> String {
+    let doc = InventoryDoc {
+        format: inv.format.as_str().to_owned(),
+        packages: inv
+            .packages
+            .iter()
+            .map(|p| (p.name.clone(), p.version.clone(), p.arch.clone()))
+            .collect(),
+    };
+    serde_json::to_string(&doc).expect("an inventory document always serialises")
+}
+
+/// Decodes an inventory record body written at `changed_at`.
+pub fn decode_inventory(
+    id: &str,
+    body: &str,
+    changed_at: Timestamp,
+) -> Result<Inventory, StoreError> {
+    let d: InventoryDoc = serde_json::from_str(body).map_err(|e| corrupt("inventory", id, e))?;
+    let raw = RawInventory {
+        format: Some(d.format),
+        packages: d
+            .packages
+            .into_iter()
+            .map(|(name, version, arch)| RawPackage {
+                name: Some(name),
+                version: Some(version),
+                arch,
+            })
+            .collect(),
+    };
+    Inventory::parse(raw, changed_at).map_err(|errors| {
+        let first = errors.first().map_or(String::new(), |e| e.message.clone());
+        corrupt("inventory", id, first)
+    })
+}
+
 // ---- the typed API over any store ----
 
 fn live(records: Vec<Record>) -> impl Iterator<Item = (String, String)> {
@@ -456,6 +508,58 @@ pub async fn put_exception(
         .ok_or_else(|| StoreError::Internal("put_records returned nothing".into()))
 }
 
+/// Replaces a system's inventory. An unchanged package list writes nothing
+/// (`changed` is false on the result), so a collector that runs every few
+/// minutes adds a revision only when the host's packages changed.
+pub async fn put_inventory(
+    store: &dyn Store,
+    system: &SystemId,
+    inventory: &Inventory,
+    actor: &str,
+) -> Result<Record, StoreError> {
+    let change = RecordChange {
+        id: system.as_str().to_owned(),
+        body: Some(encode_inventory(inventory)),
+    };
+    let mut r = store
+        .put_records(RecordKind::Inventory, vec![change], actor)
+        .await?;
+    r.pop()
+        .ok_or_else(|| StoreError::Internal("put_records returned nothing".into()))
+}
+
+/// One system's current inventory, with the revision that wrote it; `None`
+/// if it never sent one.
+pub async fn inventory_of(
+    store: &dyn Store,
+    system: &str,
+) -> Result<Option<(Inventory, Record)>, StoreError> {
+    let mut history = store.record_history(RecordKind::Inventory, system).await?;
+    match history.pop() {
+        Some(r) => match r.body.as_deref() {
+            Some(body) => Ok(Some((decode_inventory(system, body, r.changed_at)?, r))),
+            None => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Every system's inventory as it stands, or stood at `as_of`.
+pub async fn inventories(
+    store: &dyn Store,
+    as_of: Option<Timestamp>,
+) -> Result<HashMap<String, Inventory>, StoreError> {
+    store
+        .records(RecordKind::Inventory, as_of)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let body = r.body?;
+            Some(decode_inventory(&r.id, &body, r.changed_at).map(|i| (r.id, i)))
+        })
+        .collect()
+}
+
 /// Reads everything a report needs, as the ledger and the records stand
 /// now, or as they stood at `as_of`.
 ///
@@ -493,20 +597,23 @@ struct Records {
     tags: HashMap<String, Tags>,
     policy: SlaPolicy,
     exceptions: Vec<Exception>,
+    inventories: HashMap<String, Inventory>,
 }
 
 async fn read_records(store: &dyn Store, at: Timestamp) -> Result<Records, StoreError> {
-    let (catalog, tags, policy, exceptions) = futures::try_join!(
+    let (catalog, tags, policy, exceptions, inventories) = futures::try_join!(
         catalog(store, Some(at)),
         system_tags(store, Some(at)),
         policy(store, Some(at)),
         exceptions(store, Some(at)),
+        inventories(store, Some(at)),
     )?;
     Ok(Records {
         catalog,
         tags,
         policy,
         exceptions,
+        inventories,
     })
 }
 
@@ -536,6 +643,21 @@ fn assemble(at: Timestamp, as_of: bool, snapshot: FactsSnapshot, r: Records) -> 
         last_seen: Some(last),
     }));
     systems.sort_by(|a, b| a.id.cmp(&b.id));
+    // A system known only by its inventory has no events, so, like one
+    // known only by its tags, it was never heard from as the ledger counts.
+    let mut extra: Vec<SystemView> = r
+        .inventories
+        .keys()
+        .filter(|id| systems.binary_search_by(|s| s.id.as_str().cmp(id)).is_err())
+        .map(|id| SystemView {
+            id: id.clone(),
+            tags: Tags::default(),
+            first_seen: None,
+            last_seen: None,
+        })
+        .collect();
+    systems.append(&mut extra);
+    systems.sort_by(|a, b| a.id.cmp(&b.id));
     ReportInput {
         at,
         as_of,
@@ -548,6 +670,7 @@ fn assemble(at: Timestamp, as_of: bool, snapshot: FactsSnapshot, r: Records) -> 
         policy: r.policy,
         exceptions: r.exceptions,
         facts: snapshot.facts,
+        inventories: r.inventories,
     }
 }
 

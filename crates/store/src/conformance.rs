@@ -62,7 +62,8 @@ macro_rules! conformance_suite {
             the_audit_trail_lists_every_revision_once_in_order,
             stream_cursors_only_move_forward,
             dead_letters_are_kept_until_removed,
-            alerts_are_raised_once_per_key_and_never_edited
+            alerts_are_raised_once_per_key_and_never_edited,
+            inventories_keep_the_latest_snapshot_and_their_history
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1567,4 +1568,108 @@ pub async fn alerts_are_raised_once_per_key_and_never_edited(store: Arc<dyn Stor
     );
     assert_eq!(store.alerts(0, 1).await.unwrap().len(), 1);
     assert!(store.alerts(second.id, 10).await.unwrap().is_empty());
+}
+
+/// An inventory is the system's latest package list: re-sending it writes
+/// nothing, a changed list is a new revision, a report reads the list as
+/// it stood at its instant, and a system known only by its inventory
+/// appears in reports.
+pub async fn inventories_keep_the_latest_snapshot_and_their_history(store: Arc<dyn Store>) {
+    use crate::compliance as c;
+    use patchaudit_compliance::{Inventory, RawInventory, RawPackage, Report, ReportFilter};
+    let s = &*store;
+    let inv = |pkgs: &[(&str, &str)]| {
+        Inventory::parse(
+            RawInventory {
+                format: Some("deb".into()),
+                packages: pkgs
+                    .iter()
+                    .map(|(n, v)| RawPackage {
+                        name: Some((*n).into()),
+                        version: Some((*v).into()),
+                        arch: Some("amd64".into()),
+                    })
+                    .collect(),
+            },
+            Timestamp::now(),
+        )
+        .unwrap()
+    };
+    let web1 = SystemId::parse("web-1").unwrap();
+    assert!(c::inventory_of(s, "web-1").await.unwrap().is_none());
+    let first = inv(&[("bash", "5.2-1"), ("openssl", "3.0.11-1")]);
+    let r1 = c::put_inventory(s, &web1, &first, "collector")
+        .await
+        .unwrap();
+    assert!(r1.changed);
+    let again = c::put_inventory(
+        s,
+        &web1,
+        &inv(&[("openssl", "3.0.11-1"), ("bash", "5.2-1")]),
+        "collector",
+    )
+    .await
+    .unwrap();
+    assert!(
+        !again.changed,
+        "the same list, in another order, writes nothing"
+    );
+    assert_eq!(again.rev, r1.rev);
+    let (got, rec) = c::inventory_of(s, "web-1").await.unwrap().unwrap();
+    assert_eq!(got.packages, first.packages);
+    assert_eq!(got.recorded_at, rec.changed_at);
+    assert_eq!(rec.changed_by, "collector");
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let t1 = Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = inv(&[("bash", "5.2-1"), ("openssl", "3.0.13-1")]);
+    assert!(
+        c::put_inventory(s, &web1, &second, "collector")
+            .await
+            .unwrap()
+            .changed
+    );
+    let history = s
+        .record_history(crate::compliance::RecordKind::Inventory, "web-1")
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        c::inventory_of(s, "web-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .packages,
+        second.packages
+    );
+    let then = c::inventories(s, Some(t1)).await.unwrap();
+    assert_eq!(then["web-1"].packages, first.packages);
+
+    // web-1 has no events: it is in the report only through its inventory,
+    // never heard from by the ledger, and every package is unaccounted.
+    let report = Report::compute(
+        &c::report_input(s, None).await.unwrap(),
+        &ReportFilter::default(),
+    );
+    assert_eq!(report.summary.systems_with_inventory, 1);
+    let row = report.systems.iter().find(|r| r.system == "web-1").unwrap();
+    assert_eq!(row.unaccounted, Some(2));
+    assert!(row.stale);
+    // An install the ledger logged explains its version.
+    store
+        .append(
+            vec![event("web-1", "openssl@3.0.13-1", 100, Status::Success)],
+            "",
+        )
+        .await
+        .unwrap();
+    let report = Report::compute(
+        &c::report_input(s, None).await.unwrap(),
+        &ReportFilter::default(),
+    );
+    let row = report.systems.iter().find(|r| r.system == "web-1").unwrap();
+    assert_eq!(row.unaccounted, Some(1));
+    assert_eq!(report.unaccounted[0].package, "bash");
 }
