@@ -22,9 +22,12 @@
 //!   latency at a steady rate beside the POST round trip, and the sink's lag
 //!   at top ingest rate beside ingest without the stream, against a
 //!   nats-server the bench starts on a free port;
-//! - `all`: ingest, concurrent, history and stream, with one summary table
-//!   (`postgres` only with `--with-postgres`; `stream` is skipped, with a
-//!   note, when nats-server is not installed).
+//! - `dpkg`: the dpkg.log parser on one thread, on decoded text and from
+//!   bytes, against a bare scan of the same text (lines and the words in
+//!   them), in MB/s (10^6 bytes) by wall clock and by thread CPU time;
+//! - `all`: ingest, concurrent, history, stream and dpkg, with one summary
+//!   table (`postgres` only with `--with-postgres`; `stream` is skipped,
+//!   with a note, when nats-server is not installed).
 //!
 //! The workload is a pure function of `--seed` (see [`gen`]), so two runs
 //! with the same seed send the same events. Nothing here is part of the test
@@ -35,6 +38,7 @@
 mod auth;
 mod compliance;
 mod concurrent;
+mod dpkg;
 mod gen;
 mod history;
 mod ingest;
@@ -177,10 +181,25 @@ enum Command {
         after_help = "Examples:\n  patchaudit-bench stream\n  patchaudit-bench stream --rate 1000 --seconds 10 --events 200000 --runs 3"
     )]
     Stream(stream::StreamArgs),
+    /// The dpkg.log parser on one thread against a bare scan of the same text.
+    ///
+    /// Builds a synthetic dpkg.log of --mb MB (10^6 bytes) from the real
+    /// samples in shared/samples/debian/dpkg-log, then times on one thread,
+    /// --runs times each in a rotating order: the baseline (counting the
+    /// lines and the whitespace-separated words of each), `dpkg::parse` on
+    /// the decoded text, and `parse(Source::Dpkg, bytes)` (decoding, UTF-8
+    /// validation, then the parser). Reports medians by wall clock and by
+    /// the thread's CPU time. Target: ≥ 200 MB/s.
+    #[command(
+        after_help = "Examples:\n  patchaudit-bench dpkg\n  patchaudit-bench dpkg --mb 500 --runs 9"
+    )]
+    Dpkg(dpkg::DpkgArgs),
     /// Every benchmark in turn, with one summary table.
     ///
-    /// The PostgreSQL benchmarks are included only with --with-postgres;
-    /// `stream` is skipped, with a note, when nats-server is not installed.
+    /// Runs ingest, concurrent, history, stream and dpkg (with its
+    /// defaults). The PostgreSQL benchmarks are included only with
+    /// --with-postgres; `stream` is skipped, with a note, when nats-server
+    /// is not installed.
     #[command(
         after_help = "Examples:\n  patchaudit-bench all --markdown docs/benchmarks-run.md\n  patchaudit-bench all --with-postgres --pg-history-events 2000000"
     )]
@@ -259,6 +278,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Compliance(a) => report.extend(compliance::run(cli.seed, a, &work_dir).await?),
         Command::Auth(a) => report.extend(auth::run(a, &work_dir).await?),
         Command::Stream(a) => report.extend(stream::run(&gen, a, &work_dir).await?),
+        Command::Dpkg(a) => report.extend(dpkg::run(a)?),
         Command::All(a) => {
             let ingest = ingest::IngestArgs {
                 events: a.ingest_events,
@@ -290,6 +310,8 @@ async fn main() -> anyhow::Result<()> {
                 ..stream::StreamArgs::defaults()
             };
             report.extend(stream::run(&gen, &stream, &work_dir).await?);
+            // Seconds, and no server: cheap enough to run every time.
+            report.extend(dpkg::run(&dpkg::DpkgArgs::defaults())?);
             if a.with_postgres {
                 report.extend(postgres::run(&gen, &a.postgres, &work_dir).await?);
             }

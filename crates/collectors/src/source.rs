@@ -99,9 +99,17 @@ impl FromStr for Source {
 /// are reported at line 0.
 pub fn parse(source: Source, file_name: &str, bytes: &[u8], ctx: &Context) -> Parsed {
     let decoded = decode(bytes, ctx.code_page, ctx.max_decompressed_bytes);
-    let mut parsed = Parsed::default();
-    push_warnings(&mut parsed, file_name, &decoded.warnings);
-    parsed.extend(source.parse_text(file_name, &decoded.text, ctx));
+    let mut parsed = source.parse_text(file_name, &decoded.text, ctx);
+    // The decoding warnings come first. They are put in front of the
+    // parser's problems rather than the parser's result being appended to
+    // an empty one: that append copied every event into a new vector, a
+    // tenth of the time of parsing a large dpkg.log.
+    if !decoded.warnings.is_empty() {
+        let mut problems = Parsed::default();
+        push_warnings(&mut problems, file_name, &decoded.warnings);
+        problems.problems.append(&mut parsed.problems);
+        parsed.problems = problems.problems;
+    }
     parsed
 }
 
