@@ -29,7 +29,7 @@ pub struct ChangesArgs {
     #[arg(long, value_name = "REV", default_value_t = 0)]
     after: u64,
     /// Only this kind of record.
-    #[arg(long, value_parser = ["catalog", "system", "policy", "exception", "token"])]
+    #[arg(long, value_parser = ["catalog", "system", "policy", "exception", "token", "inventory"])]
     kind: Option<String>,
     /// At most this many (1 to 1000).
     #[arg(long, default_value_t = 100)]

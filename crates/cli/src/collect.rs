@@ -1,12 +1,20 @@
-//! `patchaudit collect`: reads this host's package-manager logs and records
-//! their patch events, each exactly once.
+//! `patchaudit collect`: reads this host's package-manager logs (or the
+//! saved output of a Windows or dnf command, or osquery's results log) and
+//! records their patch events, each exactly once.
 //!
-//! Each run parses the whole log (with its rotations), skips what a state
+//! Each run parses the whole input (with its rotations), skips what a state
 //! file says was already handled, and sends the rest in batches. Events the
 //! server cannot take because it is unreachable go to an on-disk spool that
 //! the next run sends first. Every event has the parsers' deterministic
 //! `event_id`, so a re-send (of the spool, or after the state file was lost)
 //! records nothing twice.
+//!
+//! How a run tells what was already handled depends on the source (see
+//! [`Handled`]): logs written in time order keep a time cursor; osquery and
+//! Windows Update history, whose event times do not follow the order of the
+//! file, keep the ids of the events handled; the Windows inventories
+//! (`wmic qfe`, `systeminfo`, `Get-HotFix`), whose undated entries take the
+//! time of each snapshot, keep the KBs handled.
 
 use crate::backend::Backend;
 use crate::commands::{backend, validation_context};
@@ -16,7 +24,9 @@ use crate::CollectArgs;
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Datelike, FixedOffset, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use patchaudit_collectors::{parse, parse_rotated, Context, Parsed, Problem, Source};
+use patchaudit_collectors::{
+    parse, parse_rotated, Context, DateOrder, Parsed, Problem, ProblemKind, Source,
+};
 use patchaudit_domain::{validate_batch, NewEvent, RawEvent};
 use patchaudit_server::wire::{self, Decoded};
 use serde::{Deserialize, Serialize};
@@ -25,12 +35,70 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// The logs `collect` finds on a host, by source.
-const STANDARD_LOGS: [(Source, &str); 3] = [
+/// The logs `collect` finds on a host without `--source`, by source: each
+/// one that exists is read with its rotations. The other sources are the
+/// saved output of a command, read only with `--source` and `--file`.
+const STANDARD_LOGS: [(Source, &str); 4] = [
     (Source::Dpkg, "/var/log/dpkg.log"),
     (Source::AptHistory, "/var/log/apt/history.log"),
     (Source::YumLog, "/var/log/yum.log"),
+    // osquery's filesystem logger on Linux (--logger_path). Its own
+    // rotation (--logger_rotate) compresses every file after `.1` with
+    // zstd, which is not read: those `.N.zst` files are left out.
+    (Source::Osquery, "/var/log/osquery/osqueryd.results.log"),
 ];
+
+/// How to produce the input of a source that has no standard file, for
+/// the error that asks for `--file`.
+fn how_to_capture(source: Source) -> &'static str {
+    match source {
+        Source::DnfHistory => "LC_ALL=C dnf history info 1..last > dnf-history.txt",
+        Source::WmicQfe => "wmic qfe list > qfe.txt",
+        Source::Systeminfo => "systeminfo > systeminfo.txt",
+        Source::GetHotFix => "Get-HotFix | Export-Csv -NoTypeInformation hotfix.csv",
+        Source::WindowsUpdateHistory => {
+            "Get-WUHistory | Export-Csv -NoTypeInformation wu-history.csv"
+        }
+        Source::Dpkg | Source::AptHistory | Source::YumLog | Source::Osquery => "",
+    }
+}
+
+/// How a later run recognises the events of a log that an earlier run
+/// already handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// A time cursor ([`Cursor`]): for logs appended in time order (dpkg,
+    /// apt, yum, `dnf history info`), whose new events never lie before
+    /// the ones already handled.
+    TimeCursor,
+    /// The `event_id`s of the handled events still in the files. osquery
+    /// logs a `patches` row with its install date and an update history
+    /// entry with its own date, both earlier than rows logged before them;
+    /// a Windows Update history export is a full dump in no time order. A
+    /// time cursor would skip such events forever. Ids that left the files
+    /// are dropped: they cannot come back, and re-sending a stable id would
+    /// record nothing anyway.
+    EventIds,
+    /// The `patch_id`s (KBs) ever handled for the log. `wmic qfe`,
+    /// `systeminfo` and `Get-HotFix` are snapshots: an entry without a date
+    /// takes the snapshot's time, so the next snapshot gives it a new
+    /// `event_id`, and only the KB tells that it was already recorded. The
+    /// set is never pruned, so an empty or failed snapshot cannot make the
+    /// next one record every KB again.
+    PatchIds,
+}
+
+impl Handled {
+    fn of(source: Source) -> Handled {
+        match source {
+            Source::Dpkg | Source::AptHistory | Source::YumLog | Source::DnfHistory => {
+                Handled::TimeCursor
+            }
+            Source::Osquery | Source::WindowsUpdateHistory => Handled::EventIds,
+            Source::WmicQfe | Source::Systeminfo | Source::GetHotFix => Handled::PatchIds,
+        }
+    }
+}
 
 /// The default state file name.
 const STATE_FILE: &str = "patchaudit-collect.state";
@@ -94,11 +162,16 @@ impl Cursor {
     }
 }
 
-/// The state file: one cursor per log.
+/// The state file: one cursor per log read [`Handled::TimeCursor`], and the
+/// keys handled per log read otherwise. `seen` is left out when empty, so a
+/// host with only dpkg, apt and yum logs keeps the same file as before it
+/// existed, and older versions, which ignore unknown fields, still read it.
 #[derive(Serialize, Deserialize, Default)]
 struct State {
     version: u32,
     logs: BTreeMap<String, Cursor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    seen: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl State {
@@ -114,7 +187,7 @@ impl State {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
                 version: 1,
-                logs: BTreeMap::new(),
+                ..State::default()
             }),
             Err(e) => Err(Failure::error(format!("cannot read {}: {e}", path.display())).into()),
         }
@@ -256,7 +329,13 @@ fn logs_to_read(a: &CollectArgs) -> Result<Vec<Log>> {
                 .iter()
                 .find(|(s, _)| *s == source)
                 .map(|(_, p)| Path::new(p))
-                .ok_or_else(|| Failure::usage(format!("--source {source} is not collected")))?;
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "--source {source} has no standard file: give the saved output with --file \
+                         (for example `{}`)",
+                        how_to_capture(source)
+                    ))
+                })?;
             if !live.exists() {
                 return Err(Failure::not_found(format!(
                     "{} does not exist; give the log with --file",
@@ -281,7 +360,8 @@ fn logs_to_read(a: &CollectArgs) -> Result<Vec<Log>> {
     if logs.is_empty() {
         let paths: Vec<&str> = STANDARD_LOGS.iter().map(|(_, p)| *p).collect();
         return Err(Failure::not_found(format!(
-            "no package-manager log found on this host (looked for {}); use --source and --file",
+            "no package-manager or osquery log found on this host (looked for {}); use --source \
+             and --file",
             paths.join(", ")
         ))
         .into());
@@ -320,8 +400,45 @@ fn parse_offset(s: &str) -> Result<FixedOffset> {
         })
 }
 
-/// Reads and parses one log. yum.log lines have no year: each yum file is
-/// parsed with the year of its modification time.
+/// A file's modification time, to the second: the observation time of a
+/// snapshot. Whole seconds keep the `event_id`s the same when the file is
+/// copied to a file system that stores coarser times.
+fn modified(path: &Path) -> Option<DateTime<Utc>> {
+    let t = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    DateTime::from_timestamp(DateTime::<Utc>::from(t).timestamp(), 0)
+}
+
+/// The context one file of `source` is parsed with: `ctx`, plus what the
+/// file's modification time `mtime` stands for in that format.
+///
+/// - yum.log lines have no year: the year of the file's last line is the
+///   year of its modification time (at the UTC offset of the log).
+/// - `wmic qfe`, `systeminfo` and `Get-HotFix` are snapshots of what is
+///   installed; an entry without a date (every `systeminfo` hotfix) is
+///   observed at the time the snapshot was written, its modification time.
+/// - The other formats carry full dates and need nothing from the file.
+fn file_context(source: Source, ctx: &Context, mtime: Option<DateTime<Utc>>) -> Context {
+    match source {
+        Source::YumLog => Context {
+            year: mtime.map(|t| t.with_timezone(&ctx.utc_offset).year()),
+            ..ctx.clone()
+        },
+        Source::WmicQfe | Source::Systeminfo | Source::GetHotFix => Context {
+            observed_at: mtime,
+            ..ctx.clone()
+        },
+        Source::Dpkg
+        | Source::AptHistory
+        | Source::DnfHistory
+        | Source::WindowsUpdateHistory
+        | Source::Osquery => ctx.clone(),
+    }
+}
+
+/// Reads and parses one log, its files oldest first, through
+/// `parse_rotated`. The sources whose context depends on the file (see
+/// [`file_context`]) are parsed one file at a time instead; that is what
+/// `parse_rotated` does for every source but dpkg anyway.
 fn read_log(log: &Log, ctx: &Context) -> Result<Parsed> {
     let mut contents = Vec::with_capacity(log.files.len());
     for f in &log.files {
@@ -329,21 +446,14 @@ fn read_log(log: &Log, ctx: &Context) -> Result<Parsed> {
             .map_err(|e| Failure::not_found(format!("cannot read {}: {e}", f.display())))?;
         contents.push((f.display().to_string(), bytes));
     }
-    if log.source == Source::YumLog {
+    let per_file = matches!(
+        log.source,
+        Source::YumLog | Source::WmicQfe | Source::Systeminfo | Source::GetHotFix
+    );
+    if per_file {
         let mut all = Parsed::default();
         for (f, (name, bytes)) in log.files.iter().zip(&contents) {
-            let year = std::fs::metadata(f)
-                .and_then(|m| m.modified())
-                .map(|t| {
-                    DateTime::<Utc>::from(t)
-                        .with_timezone(&ctx.utc_offset)
-                        .year()
-                })
-                .ok();
-            let ctx = Context {
-                year,
-                ..ctx.clone()
-            };
+            let ctx = file_context(log.source, ctx, modified(f));
             all.extend(parse(log.source, name, bytes, &ctx));
         }
         return Ok(all);
@@ -361,6 +471,23 @@ struct Report {
     events: usize,
     new: usize,
     problems: usize,
+    /// osquery result rows of other queries (see [`other_queries`]).
+    skipped: usize,
+}
+
+/// Splits off the problems that are not problems of the log: an osquery
+/// results log holds every scheduled query, and the parser reports each
+/// row of a table other than the four it reads (and each snapshot result)
+/// as unsupported. On a real host those are most rows, so they are counted
+/// in the summary instead of being printed as warnings on every run.
+fn other_queries(source: Source, problems: Vec<Problem>) -> (Vec<Problem>, usize) {
+    if source != Source::Osquery {
+        return (problems, 0);
+    }
+    let (other, real): (Vec<Problem>, Vec<Problem>) = problems
+        .into_iter()
+        .partition(|p| p.kind == ProblemKind::Unsupported);
+    (real, other.len())
 }
 
 fn print_problems(problems: &[Problem]) {
@@ -420,6 +547,40 @@ fn default_dir(config: &Config, a: &CollectArgs) -> PathBuf {
     }
 }
 
+/// Sends the host's installed-package inventory after its events: the
+/// file given with `--inventory`, or, when the standard logs were read, the
+/// host's own list (dpkg's status file, or `rpm -qa`). Nothing is kept in
+/// the spool: the next run sends the whole list again, and an unchanged
+/// list writes nothing.
+async fn send_inventory(config: &Config, a: &CollectArgs, system: &str) -> Result<()> {
+    if a.no_inventory {
+        return Ok(());
+    }
+    let found = match (&a.inventory, a.inventory_source) {
+        (Some(file), Some(source)) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
+            Some((source, file.display().to_string(), bytes))
+        }
+        _ if a.source.is_none() => crate::inventory::host_inventory()?,
+        _ => None,
+    };
+    let Some((source, name, bytes)) = found else {
+        return Ok(());
+    };
+    let system = patchaudit_domain::SystemId::parse(system.to_owned())
+        .map_err(|(_, m)| Failure::usage(format!("the system {m}")))?;
+    let b = backend(config, &a.client, false).await?;
+    let out = crate::inventory::collect_and_send(&b, &system, source, &name, &bytes).await?;
+    if !a.quiet {
+        eprintln!(
+            "collect: inventory {}",
+            crate::inventory::summary(&out, true)
+        );
+    }
+    Ok(())
+}
+
 /// Runs `patchaudit collect`.
 pub async fn collect(config: &Config, a: CollectArgs) -> Result<()> {
     if a.batch_size == 0 {
@@ -445,8 +606,22 @@ pub async fn collect(config: &Config, a: CollectArgs) -> Result<()> {
             .unwrap_or_else(|| parent_dir(&state_path).join(SPOOL_DIR)),
     };
     let mut state = State::load(&state_path)?;
+    let date_order = match a.date_order.as_deref() {
+        None | Some("month-first") => DateOrder::MonthFirst,
+        Some("day-first") => DateOrder::DayFirst,
+        Some(other) => {
+            return Err(Failure::usage(format!(
+                "--date-order {other:?} is not month-first or day-first"
+            ))
+            .into())
+        }
+    };
+    // Windows Update history dates without an offset stay UTC, the
+    // library's default: the Windows Update Agent reports them in UTC, and
+    // --utc-offset is about the local times of the other logs.
     let ctx = Context {
         utc_offset,
+        date_order,
         ..Context::default()
     };
 
@@ -456,32 +631,59 @@ pub async fn collect(config: &Config, a: CollectArgs) -> Result<()> {
     let mut fresh_raw: Vec<RawEvent> = Vec::new();
     let mut fresh_at: Vec<String> = Vec::new();
     let mut advanced: Vec<(String, Cursor)> = Vec::new();
+    let mut seen_now: Vec<(String, BTreeSet<String>)> = Vec::new();
     for log in &logs {
         let parsed = read_log(log, &ctx)?;
         let key = log.key(&system);
+        let handled = Handled::of(log.source);
         let cursor = state.logs.get(&key);
+        let seen = state.seen.get(&key);
+        let mut keys = match handled {
+            // Never pruned: see Handled::PatchIds.
+            Handled::PatchIds => seen.cloned().unwrap_or_default(),
+            Handled::TimeCursor | Handled::EventIds => BTreeSet::new(),
+        };
         let ids = parsed.event_ids(&system);
         let raws = parsed.to_raw_events(&system);
         let mut fresh = Vec::new();
         for ((e, id), raw) in parsed.events.iter().zip(ids).zip(raws) {
             let at = e.applied_at.with_timezone(&Utc);
-            if cursor.is_some_and(|c| c.covers(at, &id)) {
+            let done = match handled {
+                Handled::TimeCursor => cursor.is_some_and(|c| c.covers(at, &id)),
+                Handled::EventIds => {
+                    let done = seen.is_some_and(|s| s.contains(&id));
+                    keys.insert(id.clone());
+                    done
+                }
+                Handled::PatchIds => {
+                    keys.insert(e.patch_id.clone());
+                    seen.is_some_and(|s| s.contains(&e.patch_id))
+                }
+            };
+            if done {
                 continue;
             }
             fresh_raw.push(raw);
             fresh_at.push(format!("{} line {}", log.source, e.line));
             fresh.push((at, id));
         }
+        let (log_problems, skipped) = other_queries(log.source, parsed.problems);
         reports.push(Report {
             source: log.source,
             events: parsed.events.len(),
             new: fresh.len(),
-            problems: parsed.problems.len(),
+            problems: log_problems.len(),
+            skipped,
         });
-        if let Some(c) = Cursor::advance(cursor, &fresh) {
-            advanced.push((key, c));
+        match handled {
+            Handled::TimeCursor => {
+                if let Some(c) = Cursor::advance(cursor, &fresh) {
+                    advanced.push((key, c));
+                }
+            }
+            Handled::EventIds | Handled::PatchIds => seen_now.push((key, keys)),
         }
-        problems.extend(parsed.problems);
+        problems.extend(log_problems);
     }
     print_problems(&problems);
     let events = validate_batch(fresh_raw.into_iter().map(Ok), &validation_context(config))
@@ -507,8 +709,16 @@ pub async fn collect(config: &Config, a: CollectArgs) -> Result<()> {
     let parsed_summary = reports
         .iter()
         .map(|r| {
+            let skipped = if r.skipped == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", {} rows of other queries or snapshot results skipped",
+                    r.skipped
+                )
+            };
             format!(
-                "{} {} events ({} new, {} already sent), {} problems",
+                "{} {} events ({} new, {} already sent), {} problems{skipped}",
                 r.source,
                 r.events,
                 r.new,
@@ -566,6 +776,7 @@ pub async fn collect(config: &Config, a: CollectArgs) -> Result<()> {
         Ok(()) => {
             bar.finish_and_clear();
             state.logs.extend(advanced);
+            state.seen.extend(seen_now);
             state.save(&state_path)?;
             if !a.quiet {
                 eprintln!(
@@ -576,13 +787,14 @@ pub async fn collect(config: &Config, a: CollectArgs) -> Result<()> {
                     done.duplicates
                 );
             }
-            Ok(())
+            send_inventory(config, &a, &system).await
         }
         Err((e, rest, kept)) if is_unavailable(&e) => {
             bar.abandon();
             // Everything not acknowledged is on disk before the state moves on.
             spool.append(&rest)?;
             state.logs.extend(advanced);
+            state.seen.extend(seen_now);
             state.save(&state_path)?;
             let waiting = kept + rest.len();
             if !a.quiet {
@@ -668,6 +880,63 @@ mod tests {
             names,
             ["dpkg.log.10.gz", "dpkg.log.2.gz", "dpkg.log.1", "dpkg.log"]
         );
+    }
+
+    #[test]
+    fn each_file_gives_the_context_its_format_lacks() {
+        let ctx = Context {
+            utc_offset: parse_offset("+02:00").unwrap(),
+            ..Context::default()
+        };
+        let mtime = t("2024-12-31T23:30:00Z");
+        // yum: the year at the log's offset, already 2025 there.
+        let yum = file_context(Source::YumLog, &ctx, Some(mtime));
+        assert_eq!((yum.year, yum.observed_at), (Some(2025), None));
+        for s in [Source::WmicQfe, Source::Systeminfo, Source::GetHotFix] {
+            let c = file_context(s, &ctx, Some(mtime));
+            assert_eq!((c.year, c.observed_at), (None, Some(mtime)), "{s}");
+            assert_eq!(c.utc_offset, ctx.utc_offset, "{s}");
+        }
+        for s in [
+            Source::Dpkg,
+            Source::AptHistory,
+            Source::DnfHistory,
+            Source::WindowsUpdateHistory,
+            Source::Osquery,
+        ] {
+            let c = file_context(s, &ctx, Some(mtime));
+            assert_eq!((c.year, c.observed_at), (None, None), "{s}");
+        }
+        // Every source has a rule for what was handled, and those without a
+        // standard file say how to capture their input.
+        for s in Source::ALL {
+            let standard = STANDARD_LOGS.iter().any(|(x, _)| *x == s);
+            assert_eq!(how_to_capture(s).is_empty(), standard, "{s}");
+            let _ = Handled::of(s);
+        }
+        assert_eq!(Handled::of(Source::Dpkg), Handled::TimeCursor);
+        assert_eq!(Handled::of(Source::Osquery), Handled::EventIds);
+        assert_eq!(Handled::of(Source::Systeminfo), Handled::PatchIds);
+    }
+
+    #[test]
+    fn only_osquery_rows_of_other_queries_are_set_aside() {
+        let p = |kind| Problem {
+            file: "f".into(),
+            line: 1,
+            kind,
+            message: "m".into(),
+        };
+        let problems = vec![
+            p(ProblemKind::Unsupported),
+            p(ProblemKind::Malformed),
+            p(ProblemKind::Unsupported),
+        ];
+        let (shown, skipped) = other_queries(Source::Osquery, problems.clone());
+        assert_eq!((shown.len(), skipped), (1, 2));
+        assert_eq!(shown[0].kind, ProblemKind::Malformed);
+        let (shown, skipped) = other_queries(Source::WmicQfe, problems);
+        assert_eq!((shown.len(), skipped), (3, 0));
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn parse_time(v: &str, flag: &str) -> Result<Timestamp> {
     Timestamp::parse_rfc3339(v).map_err(|m| Failure::usage(format!("{flag} {m}")).into())
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
@@ -1037,6 +1037,36 @@ fn render_table(r: &ReportOut) -> String {
     };
     list("Overdue, oldest deadline first", &r.overdue, &mut s);
     list("Failed", &r.failures, &mut s);
+    if sm.systems_with_inventory > 0 {
+        let mut t = table();
+        t.set_header(["SYSTEM", "PACKAGE", "VERSION", "ARCH"]);
+        for u in r.unaccounted.iter().take(50) {
+            t.add_row([
+                u.system.clone(),
+                u.package.clone(),
+                u.version.clone(),
+                u.arch.clone().unwrap_or_default(),
+            ]);
+        }
+        let _ = writeln!(
+            s,
+            "Unaccounted changes: {} installed packages on {} systems with an inventory that no \
+             logged event explains{}",
+            sm.unaccounted,
+            sm.systems_with_inventory,
+            if sm.unaccounted > 0 { ":" } else { "." }
+        );
+        if sm.unaccounted > 0 {
+            let _ = writeln!(s, "{t}");
+            let more = sm.unaccounted.saturating_sub(50);
+            if more > 0 {
+                let _ = writeln!(
+                    s,
+                    "... and {more} more; use --format json with --pairs for all of them"
+                );
+            }
+        }
+    }
     s
 }
 

@@ -12,6 +12,7 @@ mod commands;
 mod compliance;
 mod config;
 mod exit;
+mod inventory;
 mod keys;
 mod stream;
 mod tokens;
@@ -108,20 +109,47 @@ is recorded. Events without an event_id get one derived from their content, so r
 import after an interruption records nothing twice. CSV files have a header row of field names;
 cves are separated by ';'.")]
     Import(ImportArgs),
-    /// Record the patch events of this host's dpkg, apt and yum logs, each exactly once.
+    /// Record the patch events of this host's package-manager logs, osquery results or saved
+    /// Windows and dnf output, each exactly once.
     #[command(after_help = "\
+Sources (--source NAME):
+  dpkg            /var/log/dpkg.log                       Debian, Ubuntu
+  apt             /var/log/apt/history.log                Debian, Ubuntu
+  yum             /var/log/yum.log                        RHEL, CentOS 7 and older
+  dnf             `LC_ALL=C dnf history info 1..last`     RHEL 8+, Fedora (saved to a file)
+  osquery         /var/log/osquery/osqueryd.results.log   osquery differential results
+  wmic-qfe        `wmic qfe list`                         Windows (saved to a file)
+  systeminfo      `systeminfo`                            Windows (saved to a file)
+  get-hotfix      `Get-HotFix` as CSV or JSON             Windows (saved to a file)
+  windows-update  `Get-WUHistory` or QueryHistory as CSV  Windows (saved to a file)
+
 Examples:
-  patchaudit collect --server http://127.0.0.1:8080          # every log found: dpkg, apt, yum
+  patchaudit collect --server http://127.0.0.1:8080     # every log found: dpkg, apt, yum, osquery
+  # Debian, Ubuntu
   patchaudit collect --source dpkg --file /var/log/dpkg.log.2.gz --file /var/log/dpkg.log.1 \\
       --file /var/log/dpkg.log --system web-01
   patchaudit collect --source apt --utc-offset +02:00 --state /var/lib/patchaudit/collect.state
+  # RHEL, Fedora
+  LC_ALL=C dnf history info 1..last > /var/lib/patchaudit/dnf-history.txt
+  patchaudit collect --source dnf --file /var/lib/patchaudit/dnf-history.txt
+  # Windows: output saved by a scheduled task (wmic qfe list > qfe.txt), collected anywhere
+  patchaudit collect --source wmic-qfe --file qfe.txt --system win-01
+  patchaudit collect --source systeminfo --file systeminfo.txt --system win-01
+  patchaudit collect --source get-hotfix --file hotfix.csv --system win-01 --date-order day-first
+  # osquery
+  patchaudit collect --source osquery --file /var/log/osquery/osqueryd.results.log
 
-Without --source, reads /var/log/dpkg.log, /var/log/apt/history.log and /var/log/yum.log, each
-with its rotations (NAME.1, NAME.2.gz, ...), oldest first. The state file remembers what was
-sent, so each run sends only new events. If the server is unreachable, the events are kept in the
+Without --source, reads each of /var/log/dpkg.log, /var/log/apt/history.log, /var/log/yum.log and
+/var/log/osquery/osqueryd.results.log that exists, with its rotations (NAME.1, NAME.2.gz, ...),
+oldest first. The other sources are read only with --source and --file. The state file remembers
+what was sent, so each run sends only new events; a KB of a Windows snapshot (wmic-qfe,
+systeminfo, get-hotfix) is sent once. If the server is unreachable, the events are kept in the
 spool directory and the command exits 6; the next run sends the spool first. Event ids are
 derived from the events, so nothing is ever recorded twice. Parser problems are printed as
-warnings and never stop the run. Log times are read as UTC unless --utc-offset says otherwise.")]
+warnings and never stop the run. Log times are read as UTC unless --utc-offset says otherwise
+(Windows Update history dates are UTC). Entries of a Windows snapshot that have no date (every
+systeminfo hotfix) take the file's modification time; a yum.log's year is that of its
+modification time. Give --system for output saved on another host.")]
     Collect(CollectArgs),
     /// Query the ledger's events.
     #[command(after_help = "\
@@ -215,6 +243,21 @@ Examples:
 Tagging a system that has no events yet registers it: it counts as stale (unknown) in reports
 until it reports.")]
     Tags(compliance::TagsArgs),
+    /// Send or show a system's installed-package inventory.
+    #[command(after_help = "\
+Examples:
+  patchaudit inventory web-01                                    # show
+  patchaudit inventory web-01 --source dpkg-status --file /var/lib/dpkg/status
+  rpm -qa --qf '%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n' \\
+      | patchaudit inventory db-01 --source rpm-qa --file - --server https://pa.example
+  patchaudit inventory win-01 --source wmic-qfe --file qfe.txt
+
+The server keeps each system's latest list (an unchanged list writes nothing) and its history.
+The compliance report uses it twice: a catalog entry whose packages have fixed versions applies to
+a system with an inventory only if an affected version is installed there, and installed versions
+that no logged event explains are listed as unaccounted changes. `patchaudit collect` sends the
+inventory by itself. Sending needs the ingest scope.")]
+    Inventory(inventory::InventoryArgs),
     /// Show or replace the SLA policy (days per severity, per tag scope, and staleness).
     #[command(after_help = "\
 Examples:
@@ -255,8 +298,8 @@ Examples:
   patchaudit token list
   patchaudit token revoke 3f9a0c1d2e4b5a69
 
-Every /v1 endpoint needs a token: ingest to post events, read for queries, reports and proofs,
-admin for the catalog, policy, exceptions, tags and tokens. The token is printed once on stdout
+Every /v1 endpoint needs a token: ingest to post events and inventories, read for queries, reports
+and proofs, admin for the catalog, policy, exceptions, tags and tokens. The token is printed once on stdout
 (TOKEN=$(patchaudit token create ...)); only its SHA-256 is stored. Without --server the command
 works on the database directly, which is how the first admin token is made. Clients send the token
 from --token, PATCHAUDIT_TOKEN or the config file. --system and --tag limit which systems a token
@@ -485,11 +528,19 @@ struct ImportArgs {
 struct CollectArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// Read only this log [default: every one present on this host].
-    #[arg(long, value_name = "NAME", value_parser = ["dpkg", "apt", "yum"])]
+    /// Read only this source (see the list below) [default: every standard log present on this
+    /// host].
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_parser = clap::builder::PossibleValuesParser::new(
+            patchaudit_collectors::Source::ALL.map(patchaudit_collectors::Source::name)
+        ),
+        hide_possible_values = true
+    )]
     source: Option<String>,
-    /// A file of the --source log; repeat for rotated files, oldest first
-    /// [default: the standard path and its rotations].
+    /// A file of the --source log or saved output; repeat for rotated files, oldest first
+    /// [default: the standard path and its rotations; required for the sources without one].
     #[arg(long = "file", value_name = "FILE", requires = "source")]
     files: Vec<PathBuf>,
     /// The system the events belong to [default: /etc/hostname, else $HOSTNAME].
@@ -499,6 +550,11 @@ struct CollectArgs {
     /// [default: +00:00].
     #[arg(long, value_name = "OFFSET")]
     utc_offset: Option<String>,
+    /// How to read Windows slash dates such as 3/2/2019 (wmic-qfe, get-hotfix, osquery patches):
+    /// month-first as WMI and en-US write them, or day-first as many other cultures do
+    /// [default: month-first].
+    #[arg(long, value_name = "ORDER", value_parser = ["month-first", "day-first"])]
+    date_order: Option<String>,
     /// Events per request or transaction.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     batch_size: usize,
@@ -513,6 +569,17 @@ struct CollectArgs {
     /// Print no progress and no summary (warnings and errors still go to stderr).
     #[arg(long, short)]
     quiet: bool,
+    /// Also send this file as the system's installed-package inventory, read as
+    /// --inventory-source [default: without --source, /var/lib/dpkg/status, or `rpm -qa` where
+    /// rpm is installed].
+    #[arg(long, value_name = "FILE", requires = "inventory_source")]
+    inventory: Option<PathBuf>,
+    /// The format of --inventory: dpkg-status, rpm-qa, wmic-qfe, systeminfo or get-hotfix.
+    #[arg(long, value_name = "SOURCE")]
+    inventory_source: Option<patchaudit_collectors::inventory::InventorySource>,
+    /// Send no inventory.
+    #[arg(long, conflicts_with = "inventory")]
+    no_inventory: bool,
 }
 
 #[derive(Args, Clone)]

@@ -326,10 +326,7 @@ impl Inventory {
 
     /// The installed packages that no logged success explains. `explained`
     /// answers whether the ledger holds an applied install under a patch id.
-    pub fn explained_by<'a>(
-        &'a self,
-        mut explained: impl FnMut(&str) -> bool,
-    ) -> Vec<&'a InstalledPackage> {
+    pub fn explained_by(&self, mut explained: impl FnMut(&str) -> bool) -> Vec<&InstalledPackage> {
         self.packages
             .iter()
             .filter(|p| !self.patch_ids(p).iter().any(|id| explained(id)))
