@@ -1,11 +1,15 @@
 //! Every collector parser takes any bytes without panicking, and every
 //! event it returns passes the ledger's validation (all but the clock
-//! check). The version comparisons are antisymmetric on any pair.
+//! check). Every inventory parser does too, and every package it returns
+//! passes the server's inventory rules. The version comparisons are
+//! antisymmetric on any pair.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use patchaudit_collectors::inventory::{parse_inventory, InventorySource};
 use patchaudit_collectors::version::{dpkg_cmp, rpmvercmp};
+use patchaudit_compliance::{Inventory, RawInventory, RawPackage};
 use patchaudit_collectors::{parse, Context, Source};
 use patchaudit_domain::{NewEvent, Timestamp, ValidationContext};
 
@@ -25,6 +29,25 @@ fuzz_target!(|data: &[u8]| {
             if let Err(errors) = NewEvent::parse(raw, &validation) {
                 panic!("{source:?} returned an event the ledger rejects: {errors:?}");
             }
+        }
+    }
+
+    for source in InventorySource::ALL {
+        let parsed = parse_inventory(source, "fuzz.txt", data, &ctx);
+        let raw = RawInventory {
+            format: Some(parsed.format.name().to_owned()),
+            packages: parsed
+                .packages
+                .iter()
+                .map(|p| RawPackage {
+                    name: Some(p.name.clone()),
+                    version: Some(p.version.clone()),
+                    arch: p.arch.clone(),
+                })
+                .collect(),
+        };
+        if let Err(errors) = Inventory::parse(raw, Timestamp::from_micros(0)) {
+            panic!("{source:?} returned an inventory the server rejects: {errors:?}");
         }
     }
 
