@@ -552,9 +552,13 @@ fn default_dir(config: &Config, a: &CollectArgs) -> PathBuf {
 /// host's own list (dpkg's status file, or `rpm -qa`). Nothing is kept in
 /// the spool: the next run sends the whole list again, and an unchanged
 /// list writes nothing.
-async fn send_inventory(config: &Config, a: &CollectArgs, system: &str) -> Result<()> {
+async fn send_inventory(
+    config: &Config,
+    a: &CollectArgs,
+    system: &str,
+) -> Result<Option<patchaudit_server::inventory::InventoryOut>> {
     if a.no_inventory {
-        return Ok(());
+        return Ok(None);
     }
     let found = match (&a.inventory, a.inventory_source) {
         (Some(file), Some(source)) => {
@@ -566,19 +570,14 @@ async fn send_inventory(config: &Config, a: &CollectArgs, system: &str) -> Resul
         _ => None,
     };
     let Some((source, name, bytes)) = found else {
-        return Ok(());
+        return Ok(None);
     };
     let system = patchaudit_domain::SystemId::parse(system.to_owned())
         .map_err(|(_, m)| Failure::usage(format!("the system {m}")))?;
     let b = backend(config, &a.client, false).await?;
-    let out = crate::inventory::collect_and_send(&b, &system, source, &name, &bytes).await?;
-    if !a.quiet {
-        eprintln!(
-            "collect: inventory {}",
-            crate::inventory::summary(&out, true)
-        );
-    }
-    Ok(())
+    crate::inventory::collect_and_send(&b, &system, source, &name, &bytes)
+        .await
+        .map(Some)
 }
 
 /// Runs `patchaudit collect`.
@@ -778,16 +777,32 @@ pub async fn collect(config: &Config, a: CollectArgs) -> Result<()> {
             state.logs.extend(advanced);
             state.seen.extend(seen_now);
             state.save(&state_path)?;
+            // The events are safe; the inventory is sent whole on every run,
+            // so a failure here only delays it to the next.
+            let inventory = send_inventory(config, &a, &system).await;
             if !a.quiet {
+                let note = match &inventory {
+                    Ok(Some(out)) => format!(
+                        "; inventory {} packages ({}), {}",
+                        out.package_count,
+                        out.format,
+                        if out.revision.changed {
+                            "recorded"
+                        } else {
+                            "unchanged"
+                        }
+                    ),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "collect: {parsed_summary}; sent {}{} to {target}: {} recorded, {} already recorded",
+                    "collect: {parsed_summary}; sent {}{} to {target}: {} recorded, {} already recorded{note}",
                     done.created + done.duplicates,
                     spool_note(spooled.len()),
                     done.created,
                     done.duplicates
                 );
             }
-            send_inventory(config, &a, &system).await
+            inventory.map(drop)
         }
         Err((e, rest, kept)) if is_unavailable(&e) => {
             bar.abandon();

@@ -292,7 +292,7 @@ fn collect_sends_the_inventory_it_is_given_after_the_events() {
     let err = stderr(&o);
     assert!(
         err.contains(&format!(
-            "collect: inventory web-01: {} rpm packages, recorded at",
+            "; inventory {} packages (rpm), recorded\n",
             sample_packages()
         )),
         "{err}"
@@ -319,7 +319,17 @@ fn collect_sends_the_inventory_it_is_given_after_the_events() {
             "rpm-qa",
         ],
     );
-    assert!(stderr(&o).contains("unchanged since"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("packages (rpm), unchanged"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stderr(&o).lines().count(),
+        1,
+        "one summary line: {}",
+        stderr(&o)
+    );
     let again = json(
         local(d, &["inventory", "web-01", "--format", "json"]),
         "inventory show",
@@ -360,11 +370,7 @@ fn collect_on_this_host_sends_its_own_package_list_unless_told_not_to() {
     // inventory is what this test is about.
     let o = local(d, &["collect", "--system", "this-host"]);
     ok(o.clone(), "collect");
-    assert!(
-        stderr(&o).contains("collect: inventory this-host: "),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("packages (deb), "), "{}", stderr(&o));
     let shown = json(
         local(d, &["inventory", "this-host", "--format", "json"]),
         "inventory show",
