@@ -108,14 +108,12 @@ pub async fn send(
                 records::put_inventory(&**store, system, &inv, &crate::backend::local_principal())
                     .await
                     .map_err(|e| api_failure(ApiError::from(e)))?;
-            Ok(InventoryOut {
-                system: system.as_str().to_owned(),
-                format: inv.format.as_str().to_owned(),
-                package_count: inv.packages.len() as u64,
-                recorded_at: rec.changed_at.to_rfc3339(),
-                revision: patchaudit_server::compliance::RevisionOut::from(&rec),
-                packages: None,
-            })
+            Ok(patchaudit_server::inventory::out(
+                system.as_str().to_owned(),
+                &inv,
+                &rec,
+                false,
+            ))
         }
         Backend::Remote { .. } => {
             let body = serde_json::to_vec(&wire(parsed))?;
@@ -165,23 +163,9 @@ pub async fn run(config: &Config, a: InventoryArgs) -> Result<()> {
             .await
             .map_err(|e| api_failure(ApiError::from(e)))?
         {
-            Some((inv, rec)) => InventoryOut {
-                system: a.system.clone(),
-                format: inv.format.as_str().to_owned(),
-                package_count: inv.packages.len() as u64,
-                recorded_at: inv.recorded_at.to_rfc3339(),
-                revision: patchaudit_server::compliance::RevisionOut::from(&rec),
-                packages: Some(
-                    inv.packages
-                        .iter()
-                        .map(|p| InstalledPackageWire {
-                            name: Some(p.name.clone()),
-                            version: Some(p.version.clone()),
-                            arch: p.arch.clone(),
-                        })
-                        .collect(),
-                ),
-            },
+            Some((inv, rec)) => {
+                patchaudit_server::inventory::out(a.system.clone(), &inv, &rec, true)
+            }
             None => {
                 return Err(Failure::not_found(format!(
                     "system {:?} has not sent an inventory",

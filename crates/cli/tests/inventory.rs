@@ -268,26 +268,29 @@ const DPKG_LOG: &str = concat!(
     "/../../../shared/samples/debian/dpkg-log/riscv64-debian-sid_dpkg.log"
 );
 
+/// `collect` of the dpkg sample for web-01, with the rpm sample as its inventory.
+fn collect_dpkg_with_rpm_inventory(d: &Path) -> Output {
+    let args = [
+        "collect",
+        "--source",
+        "dpkg",
+        "--file",
+        DPKG_LOG,
+        "--system",
+        "web-01",
+        "--inventory",
+        RPM_QA,
+        "--inventory-source",
+        "rpm-qa",
+    ];
+    local(d, &args)
+}
+
 #[test]
 fn collect_sends_the_inventory_it_is_given_after_the_events() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let o = local(
-        d,
-        &[
-            "collect",
-            "--source",
-            "dpkg",
-            "--file",
-            DPKG_LOG,
-            "--system",
-            "web-01",
-            "--inventory",
-            RPM_QA,
-            "--inventory-source",
-            "rpm-qa",
-        ],
-    );
+    let o = collect_dpkg_with_rpm_inventory(d);
     ok(o.clone(), "collect");
     let err = stderr(&o);
     assert!(
@@ -303,22 +306,7 @@ fn collect_sends_the_inventory_it_is_given_after_the_events() {
     );
     assert_eq!(shown["package_count"], sample_packages() as u64);
     // Run again: no new events, and the unchanged list writes nothing.
-    let o = local(
-        d,
-        &[
-            "collect",
-            "--source",
-            "dpkg",
-            "--file",
-            DPKG_LOG,
-            "--system",
-            "web-01",
-            "--inventory",
-            RPM_QA,
-            "--inventory-source",
-            "rpm-qa",
-        ],
-    );
+    let o = collect_dpkg_with_rpm_inventory(d);
     assert!(
         stderr(&o).contains("packages (rpm), unchanged"),
         "{}",

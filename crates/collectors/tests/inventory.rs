@@ -462,22 +462,6 @@ fn this_machines_dpkg_status_matches_dpkg_query() {
 // ---------------------------------------------------------------------------
 // Robustness
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 const NASTY: &[&[u8]] = &[
     b"\r",
     b"\n",
@@ -511,62 +495,15 @@ const NASTY: &[&[u8]] = &[
     b"\x1f\x8b",
 ];
 
-fn mutate(input: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let mut v = input.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        match rng.below(6) {
-            0 if !v.is_empty() => {
-                let i = rng.below(v.len());
-                v[i] = rng.next() as u8;
-            }
-            1 if !v.is_empty() => {
-                let cut = rng.below(v.len());
-                v.truncate(cut);
-            }
-            2 => {
-                let i = rng.below(v.len() + 1);
-                let ins = NASTY[rng.below(NASTY.len())];
-                v.splice(i..i, ins.iter().copied());
-            }
-            3 => {
-                let mut lines: Vec<Vec<u8>> =
-                    v.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-                if lines.len() > 2 {
-                    let (a, b) = (rng.below(lines.len()), rng.below(lines.len()));
-                    lines.swap(a, b);
-                }
-                v = lines.join(&b'\n');
-            }
-            4 => {
-                let lines: Vec<&[u8]> = v.split(|&b| b == b'\n').collect();
-                if !lines.is_empty() {
-                    let mut ins = lines[rng.below(lines.len())].to_vec();
-                    ins.push(b'\n');
-                    let at = rng.below(v.len() + 1);
-                    v.splice(at..at, ins);
-                }
-            }
-            _ => {
-                if !v.is_empty() {
-                    let a = rng.below(v.len());
-                    let b = (a + rng.below(64)).min(v.len());
-                    v.drain(a..b);
-                }
-            }
-        }
-    }
-    v
-}
-
 #[test]
 fn mutated_inputs_never_panic_and_inventories_stay_valid() {
     let ctx = Context::default();
-    let mut rng = Rng(0x51_7CC1_B727_220A);
+    let mut rng = common::Rng(0x51_7CC1_B727_220A);
     let mut packages = 0usize;
     for case in cases() {
         let bytes = bytes_of(case.input);
         for round in 0..100 {
-            let m = mutate(&bytes, &mut rng);
+            let m = common::mutate(&bytes, &mut rng, NASTY);
             for source in InventorySource::ALL {
                 let inv = parse_inventory(source, "mutated", &m, &ctx);
                 packages += inv.packages.len();
@@ -585,7 +522,7 @@ fn mutated_inputs_never_panic_and_inventories_stay_valid() {
 #[test]
 fn random_bytes_never_panic() {
     let ctx = Context::default();
-    let mut rng = Rng(11);
+    let mut rng = common::Rng(11);
     for _ in 0..300 {
         let len = rng.below(600);
         let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();

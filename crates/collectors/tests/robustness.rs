@@ -8,22 +8,6 @@ mod common;
 use common::{assert_valid_for_ledger, fixture, sample, utc};
 use patchaudit_collectors::{parse, parse_rotated, Context, Source};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 const NASTY: &[&[u8]] = &[
     b"\r",
     b"\n",
@@ -63,57 +47,6 @@ const NASTY: &[&[u8]] = &[
     b"\x1f\x8b",
 ];
 
-fn mutate(input: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let mut v = input.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        match rng.below(6) {
-            0 if !v.is_empty() => {
-                let i = rng.below(v.len());
-                v[i] = rng.next() as u8;
-            }
-            1 if !v.is_empty() => {
-                let cut = rng.below(v.len());
-                v.truncate(cut);
-            }
-            2 => {
-                let i = rng.below(v.len() + 1);
-                let ins = NASTY[rng.below(NASTY.len())];
-                v.splice(i..i, ins.iter().copied());
-            }
-            3 => {
-                // Swap two lines.
-                let mut lines: Vec<Vec<u8>> =
-                    v.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-                if lines.len() > 2 {
-                    let (a, b) = (rng.below(lines.len()), rng.below(lines.len()));
-                    lines.swap(a, b);
-                }
-                v = lines.join(&b'\n');
-            }
-            4 => {
-                // Repeat a line.
-                let lines: Vec<&[u8]> = v.split(|&b| b == b'\n').collect();
-                if !lines.is_empty() {
-                    let l = lines[rng.below(lines.len())].to_vec();
-                    let at = rng.below(v.len() + 1);
-                    let mut ins = l;
-                    ins.push(b'\n');
-                    v.splice(at..at, ins);
-                }
-            }
-            _ => {
-                // Remove a range.
-                if !v.is_empty() {
-                    let a = rng.below(v.len());
-                    let b = (a + rng.below(64)).min(v.len());
-                    v.drain(a..b);
-                }
-            }
-        }
-    }
-    v
-}
-
 fn inputs() -> Vec<(&'static str, Vec<u8>)> {
     let mut v: Vec<(&'static str, Vec<u8>)> = [
         "debian/dpkg-log/riscv64-debian-sid_dpkg.log",
@@ -150,11 +83,11 @@ fn mutated_inputs_never_panic_and_events_stay_valid() {
         observed_at: Some(utc("2024-01-01T00:00:00Z")),
         ..Context::default()
     };
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = common::Rng(0x9E37_79B9_7F4A_7C15);
     let mut parsed_events = 0usize;
     for (name, bytes) in inputs() {
         for round in 0..100 {
-            let m = mutate(&bytes, &mut rng);
+            let m = common::mutate(&bytes, &mut rng, NASTY);
             for source in Source::ALL {
                 let p = parse(source, name, &m, &ctx);
                 parsed_events += p.events.len();
@@ -175,7 +108,7 @@ fn random_bytes_never_panic() {
         observed_at: Some(utc("2024-01-01T00:00:00Z")),
         ..Context::default()
     };
-    let mut rng = Rng(7);
+    let mut rng = common::Rng(7);
     for _ in 0..300 {
         let len = rng.below(600);
         let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();

@@ -158,7 +158,9 @@ pub struct CatalogEntry {
     pub applies_to: AppliesTo,
 }
 
-fn text(
+/// A text field: present if `required`, non-empty, at most `max`
+/// characters, and free of control characters.
+pub(crate) fn text(
     field: &str,
     v: Option<String>,
     max: usize,

@@ -155,44 +155,23 @@ pub struct Inventory {
 const MAX_TEXT: usize = 256;
 
 fn word(field: &str, v: Option<String>, required: bool) -> Result<Option<String>, FieldError> {
-    let Some(v) = v else {
-        return if required {
-            Err(FieldError::new(
-                field,
-                ErrorCode::Required,
-                format!("{field} is required"),
-            ))
-        } else {
-            Ok(None)
-        };
-    };
-    if v.is_empty() {
-        return Err(FieldError::new(
-            field,
-            ErrorCode::Empty,
-            format!("{field} must not be empty"),
-        ));
-    }
-    if v.chars().count() > MAX_TEXT {
-        return Err(FieldError::new(
-            field,
-            ErrorCode::TooLong,
-            format!("{field} is longer than {MAX_TEXT} characters"),
-        ));
-    }
+    let v = crate::catalog::text(field, v, MAX_TEXT, required)?;
     // Names and versions are matched byte for byte against event fields and
     // catalog entries, so whitespace in them could only ever be a mistake.
-    if let Some(c) = v.chars().find(|c| c.is_control() || c.is_whitespace()) {
+    if let Some(c) = v
+        .as_deref()
+        .and_then(|v| v.chars().find(|c| c.is_whitespace()))
+    {
         return Err(FieldError::new(
             field,
             ErrorCode::Format,
             format!(
-                "{field} must not contain whitespace or control characters (found U+{:04X})",
+                "{field} must not contain whitespace (found U+{:04X})",
                 c as u32
             ),
         ));
     }
-    Ok(Some(v))
+    Ok(v)
 }
 
 impl Inventory {

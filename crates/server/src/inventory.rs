@@ -69,12 +69,16 @@ pub struct InventoryOut {
     pub packages: Option<Vec<InstalledPackageWire>>,
 }
 
-fn out(system: String, inv: &Inventory, rec: &records::Record, full: bool) -> InventoryOut {
+/// The API's view of `system`'s inventory `inv`, held by revision `rec`;
+/// with its package list if `full`. Shared with the CLI's local mode.
+pub fn out(system: String, inv: &Inventory, rec: &records::Record, full: bool) -> InventoryOut {
     InventoryOut {
         system,
         format: inv.format.as_str().to_owned(),
         package_count: inv.packages.len() as u64,
-        recorded_at: inv.recorded_at.to_rfc3339(),
+        // The revision's time, not the parse time: an unchanged list keeps
+        // the revision that first recorded it.
+        recorded_at: rec.changed_at.to_rfc3339(),
         revision: RevisionOut::from(rec),
         packages: full.then(|| {
             inv.packages
@@ -161,11 +165,6 @@ async fn put_inventory(
     };
     crate::auth::check_system(&*st.store, &caller.token, id.as_str()).await?;
     let rec = records::put_inventory(&*st.store, &id, &inv, &caller.label()).await?;
-    // An unchanged list keeps the revision that first recorded it, and so its time.
-    let inv = Inventory {
-        recorded_at: rec.changed_at,
-        ..inv
-    };
     Ok(Json(out(system, &inv, &rec, false)))
 }
 

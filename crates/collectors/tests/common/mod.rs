@@ -63,3 +63,75 @@ pub fn assert_valid_for_ledger(parsed: &Parsed, what: &str) {
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "{what}: event ids must be unique");
 }
+
+/// A small seeded generator (xorshift64*), so a failing case can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// `input` after one to four random edits: a byte changed, a cut, one of
+/// `nasty` inserted, two lines swapped, a line repeated, or a range removed.
+pub fn mutate(input: &[u8], rng: &mut Rng, nasty: &[&[u8]]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(6) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] = rng.next() as u8;
+            }
+            1 if !v.is_empty() => {
+                let cut = rng.below(v.len());
+                v.truncate(cut);
+            }
+            2 => {
+                let i = rng.below(v.len() + 1);
+                let ins = nasty[rng.below(nasty.len())];
+                v.splice(i..i, ins.iter().copied());
+            }
+            3 => {
+                // Swap two lines.
+                let mut lines: Vec<Vec<u8>> =
+                    v.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+                if lines.len() > 2 {
+                    let (a, b) = (rng.below(lines.len()), rng.below(lines.len()));
+                    lines.swap(a, b);
+                }
+                v = lines.join(&b'\n');
+            }
+            4 => {
+                // Repeat a line.
+                let lines: Vec<&[u8]> = v.split(|&b| b == b'\n').collect();
+                if !lines.is_empty() {
+                    let l = lines[rng.below(lines.len())].to_vec();
+                    let at = rng.below(v.len() + 1);
+                    let mut ins = l;
+                    ins.push(b'\n');
+                    v.splice(at..at, ins);
+                }
+            }
+            _ => {
+                // Remove a range.
+                if !v.is_empty() {
+                    let a = rng.below(v.len());
+                    let b = (a + rng.below(64)).min(v.len());
+                    v.drain(a..b);
+                }
+            }
+        }
+    }
+    v
+}
