@@ -349,7 +349,7 @@ fn logs_to_read(a: &CollectArgs) -> Result<Vec<Log>> {
         };
         return Ok(vec![Log { source, files }]);
     }
-    let logs: Vec<Log> = STANDARD_LOGS
+    let mut logs: Vec<Log> = STANDARD_LOGS
         .iter()
         .filter(|(_, p)| Path::new(p).exists())
         .map(|(source, p)| Log {
@@ -357,6 +357,13 @@ fn logs_to_read(a: &CollectArgs) -> Result<Vec<Log>> {
             files: with_rotations(Path::new(p)),
         })
         .collect();
+    // osquery's package tables repeat what the package manager's own log
+    // says, under other event ids, and its first run reports every
+    // installed package as added, which would explain every package of the
+    // inventory. So it is read by default only on hosts without such a log.
+    if logs.iter().any(|l| l.source != Source::Osquery) {
+        logs.retain(|l| l.source != Source::Osquery);
+    }
     if logs.is_empty() {
         let paths: Vec<&str> = STANDARD_LOGS.iter().map(|(_, p)| *p).collect();
         return Err(Failure::not_found(format!(

@@ -139,9 +139,9 @@ Examples:
   # osquery
   patchaudit collect --source osquery --file /var/log/osquery/osqueryd.results.log
 
-Without --source, reads each of /var/log/dpkg.log, /var/log/apt/history.log, /var/log/yum.log and
-/var/log/osquery/osqueryd.results.log that exists, with its rotations (NAME.1, NAME.2.gz, ...),
-oldest first. The other sources are read only with --source and --file. The state file remembers
+Without --source, reads each of /var/log/dpkg.log, /var/log/apt/history.log and /var/log/yum.log
+that exists (or, on a host with none of them, /var/log/osquery/osqueryd.results.log), with its
+rotations (NAME.1, NAME.2.gz, ...), oldest first. The other sources are read only with --source and --file. The state file remembers
 what was sent, so each run sends only new events; a KB of a Windows snapshot (wmic-qfe,
 systeminfo, get-hotfix) is sent once. If the server is unreachable, the events are kept in the
 spool directory and the command exits 6; the next run sends the spool first. Event ids are
@@ -575,7 +575,7 @@ struct CollectArgs {
     #[arg(long, value_name = "FILE", requires = "inventory_source")]
     inventory: Option<PathBuf>,
     /// The format of --inventory: dpkg-status, rpm-qa, wmic-qfe, systeminfo or get-hotfix.
-    #[arg(long, value_name = "SOURCE")]
+    #[arg(long, value_name = "SOURCE", requires = "inventory")]
     inventory_source: Option<patchaudit_collectors::inventory::InventorySource>,
     /// Send no inventory.
     #[arg(long, conflicts_with = "inventory")]

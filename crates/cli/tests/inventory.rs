@@ -323,6 +323,20 @@ fn collect_sends_the_inventory_it_is_given_after_the_events() {
         "inventory show",
     );
     assert_eq!(again["revision"]["rev"], shown["revision"]["rev"]);
+    // --inventory-source alone is a usage error, not silently ignored.
+    let o = local(
+        d,
+        &[
+            "collect",
+            "--source",
+            "dpkg",
+            "--file",
+            DPKG_LOG,
+            "--inventory-source",
+            "rpm-qa",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     // --inventory needs its format.
     let o = local(
         d,

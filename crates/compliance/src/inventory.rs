@@ -5,10 +5,11 @@
 //! snapshot per system. Two questions are answered from it:
 //!
 //! - **Applicability by version.** A catalog entry that lists affected
-//!   packages with fixed versions applies to a system with an inventory
-//!   exactly when that inventory holds an affected version: a package of the
-//!   same family and name, installed at a version below the fixed one, as
-//!   dpkg or rpm compares versions ([`Inventory::affected_by`]).
+//!   packages with fixed versions applies to a system whose inventory holds
+//!   an affected version (a package of the same family and name, installed
+//!   below the fixed one as dpkg or rpm compares versions), and not to one
+//!   whose inventory shows it fixed. Where the inventory cannot tell, the
+//!   entry's `applies_to` decides, as without one ([`Inventory::verdict`]).
 //! - **Unaccounted changes.** An installed version that no logged success
 //!   explains: no event for that system recorded that package at that
 //!   version ([`Inventory::explained_by`]).
@@ -258,35 +259,55 @@ impl Inventory {
             .take_while(move |p| p.name == name)
     }
 
-    /// Whether the entry's `packages` decide applicability for this
-    /// inventory: some affected package of this inventory's family has a
-    /// fixed version. If not, the inventory says nothing about the entry.
-    pub fn decides(&self, packages: &[AffectedPackage]) -> bool {
-        packages.iter().any(|p| {
-            p.fixed.is_some() && PackageFormat::of_ecosystem(&p.ecosystem) == Some(self.format)
-        })
-    }
-
-    /// The first installed package that an affected package of the entry
-    /// matches at a version below its fix, with that fix.
-    pub fn affected_by<'a>(
-        &'a self,
-        packages: &'a [AffectedPackage],
-    ) -> Option<(&'a InstalledPackage, &'a str)> {
-        packages.iter().find_map(|a| {
-            let fixed = a.fixed.as_deref()?;
-            if PackageFormat::of_ecosystem(&a.ecosystem) != Some(self.format) {
-                return None;
+    /// What this inventory says about an entry with these affected
+    /// packages: `Some(true)` if the system holds an affected version,
+    /// `Some(false)` if it does not, `None` if the inventory cannot tell
+    /// (and the entry's `applies_to` alone decides).
+    ///
+    /// Only the entry's packages of this inventory's family count, and only
+    /// when they name fixed versions of one ecosystem: an advisory that fixes
+    /// `Ubuntu:20.04` and `Ubuntu:24.04` at different versions cannot be
+    /// judged without the host's release, which an inventory does not carry.
+    /// An installed package of an affected name is affected if it is below
+    /// the fix, if the package has no fix, or if the versions cannot be
+    /// compared. A deb advisory may name a source package (`glibc`) that no
+    /// binary package (`libc6`) is called, so for deb the absence of every
+    /// named package decides nothing; rpm advisories name binary packages,
+    /// and there absence means not affected.
+    pub fn verdict(&self, packages: &[AffectedPackage]) -> Option<bool> {
+        let relevant: Vec<&AffectedPackage> = packages
+            .iter()
+            .filter(|p| PackageFormat::of_ecosystem(&p.ecosystem) == Some(self.format))
+            .collect();
+        let mut fixed = relevant.iter().filter(|p| p.fixed.is_some());
+        let first = fixed.next()?;
+        if fixed.any(|p| p.ecosystem != first.ecosystem) {
+            return None;
+        }
+        let mut installed_any = false;
+        for a in &relevant {
+            for p in self.named(&a.name) {
+                installed_any = true;
+                let safe = a.fixed.as_deref().is_some_and(|fix| {
+                    matches!(
+                        self.format.compare(&p.version, fix),
+                        Some(Ordering::Greater | Ordering::Equal)
+                    )
+                });
+                if !safe {
+                    return Some(true);
+                }
             }
-            self.named(&a.name)
-                .find(|p| self.format.compare(&p.version, fixed) == Some(Ordering::Less))
-                .map(|p| (p, fixed))
-        })
+        }
+        match (installed_any, self.format) {
+            (false, PackageFormat::Deb) => None,
+            _ => Some(false),
+        }
     }
 
     /// The patch ids under which a collector records an install of `p`:
-    /// `name@version` for packages (and without an rpm epoch, which yum's
-    /// log does not write), the KB id on Windows.
+    /// `name@version` for packages (for rpm also without the epoch, as
+    /// sources that do not report an epoch write it), the KB id on Windows.
     pub fn patch_ids(&self, p: &InstalledPackage) -> Vec<String> {
         match self.format {
             PackageFormat::Windows => vec![p.name.clone()],
@@ -475,51 +496,77 @@ mod tests {
             ],
         ))
         .unwrap();
-        let fix = [affected("Debian:12", "openssl", Some("3.0.11-1~deb12u2"))];
-        assert!(inv.decides(&fix));
-        let (p, fixed) = inv.affected_by(&fix).unwrap();
-        assert_eq!((p.name.as_str(), fixed), ("openssl", "3.0.11-1~deb12u2"));
+        let deb = |name: &str, fixed: Option<&str>| [affected("Debian:12", name, fixed)];
+        assert_eq!(
+            inv.verdict(&deb("openssl", Some("3.0.11-1~deb12u2"))),
+            Some(true)
+        );
         // At the fixed version, or above it, the system is not affected.
         for fixed in ["3.0.11-1~deb12u1", "3.0.11-1~deb12u0", "3.0.10-1"] {
-            assert!(
-                inv.affected_by(&[affected("Debian:12", "openssl", Some(fixed))])
-                    .is_none(),
+            assert_eq!(
+                inv.verdict(&deb("openssl", Some(fixed))),
+                Some(false),
                 "{fixed}"
             );
         }
         // `~` sorts before the end, so 3.0.11-1~deb12u1 < 3.0.11-1.
-        assert!(inv
-            .affected_by(&[affected("Debian:12", "openssl", Some("3.0.11-1"))])
-            .is_some());
-        // Another family's advisory, or one without a fix, decides nothing.
-        let rpm = [affected("AlmaLinux:9", "openssl", Some("9.9"))];
-        assert!(!inv.decides(&rpm));
-        assert!(inv.affected_by(&rpm).is_none());
-        assert!(!inv.decides(&[affected("Debian:12", "openssl", None)]));
-        // A package that is not installed does not make the system affected.
-        assert!(inv
-            .affected_by(&[affected("Debian:12", "nginx", Some("9"))])
-            .is_none());
+        assert_eq!(inv.verdict(&deb("openssl", Some("3.0.11-1"))), Some(true));
+        // A fix dpkg cannot compare leaves the installed package affected.
+        assert_eq!(
+            inv.verdict(&deb("openssl", Some("not a version"))),
+            Some(true)
+        );
+        // Another family's advisory, or one without any fix, decides nothing.
+        assert_eq!(
+            inv.verdict(&[affected("AlmaLinux:9", "openssl", Some("9.9"))]),
+            None
+        );
+        assert_eq!(inv.verdict(&deb("openssl", None)), None);
+        // A deb advisory naming only packages that are not installed (perhaps
+        // a source package) decides nothing either.
+        assert_eq!(inv.verdict(&deb("glibc", Some("9"))), None);
     }
 
     #[test]
-    fn rpm_versions_compare_with_epochs() {
+    fn an_unfixed_package_of_a_fixed_advisory_is_affected() {
+        let inv = Inventory::parse_at(raw("deb", &[("libfoo1", "1.0-1", None)])).unwrap();
+        let entry = [
+            affected("Debian:12", "libbar", Some("2.0-1")),
+            affected("Debian:12", "libfoo1", None),
+        ];
+        assert_eq!(inv.verdict(&entry), Some(true));
+    }
+
+    #[test]
+    fn fixes_of_several_releases_decide_nothing() {
+        let inv = Inventory::parse_at(raw("deb", &[("curl", "7.68.0-1ubuntu2.20", None)])).unwrap();
+        let entry = [
+            affected("Ubuntu:20.04:LTS", "curl", Some("7.68.0-1ubuntu2.20")),
+            affected("Ubuntu:24.04:LTS", "curl", Some("8.5.0-2ubuntu10.4")),
+        ];
+        assert_eq!(inv.verdict(&entry), None);
+        assert_eq!(inv.verdict(&entry[..1]), Some(false));
+    }
+
+    #[test]
+    fn rpm_versions_compare_with_epochs_and_absence_means_not_affected() {
         let inv = Inventory::parse_at(raw(
             "rpm",
             &[("openssl-libs", "1:3.0.7-24.el9", Some("x86_64"))],
         ))
         .unwrap();
-        assert!(inv
-            .affected_by(&[affected(
-                "AlmaLinux:9",
-                "openssl-libs",
-                Some("1:3.0.7-25.el9")
-            )])
-            .is_some());
+        let alma = |name: &str, fixed: &str| [affected("AlmaLinux:9", name, Some(fixed))];
+        assert_eq!(
+            inv.verdict(&alma("openssl-libs", "1:3.0.7-25.el9")),
+            Some(true)
+        );
         // A missing epoch is 0, which the installed epoch 1 is above.
-        assert!(inv
-            .affected_by(&[affected("AlmaLinux:9", "openssl-libs", Some("3.0.9-1.el9"))])
-            .is_none());
+        assert_eq!(
+            inv.verdict(&alma("openssl-libs", "3.0.9-1.el9")),
+            Some(false)
+        );
+        // rpm advisories name binary packages: not installed, not affected.
+        assert_eq!(inv.verdict(&alma("nginx", "1.0-1")), Some(false));
     }
 
     #[test]

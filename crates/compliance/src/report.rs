@@ -8,7 +8,7 @@
 use crate::catalog::{CatalogEntry, Severity};
 use crate::exception::Exception;
 use crate::facts::PairFacts;
-use crate::inventory::{Inventory, PackageFormat};
+use crate::inventory::Inventory;
 use crate::policy::SlaPolicy;
 use crate::state::{evaluate_prepared, PairState};
 use crate::tags::{Tag, Tags};
@@ -638,22 +638,16 @@ impl Scan<'_> {
                 .get(entry.id.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            // Which inventory families the entry's fixed versions speak for:
-            // a system with such an inventory needs the entry only if it
-            // holds an affected version (or the ledger already has events
-            // for the pair, which keep their evidence).
-            let decides = PackageFormat::ALL.map(|f| {
-                entry.packages.iter().any(|p| {
-                    p.fixed.is_some() && PackageFormat::of_ecosystem(&p.ecosystem) == Some(f)
-                })
-            });
             let mut counts = StateCounts::default();
             // Summed in i128: thousands of pairs of an old entry overflow i64 µs.
             let mut ttp_sum = (0i128, 0u64);
             for (i, sys) in self.systems.iter().enumerate() {
                 let f = slots[i].as_ref();
+                // An inventory that shows the system unaffected takes it out,
+                // unless the ledger already has events for the pair, which
+                // keep their evidence.
                 if let (Some(inv), None) = (self.inventories[i], f) {
-                    if decides[inv.format as usize] && inv.affected_by(&entry.packages).is_none() {
+                    if !entry.packages.is_empty() && inv.verdict(&entry.packages) == Some(false) {
                         continue;
                     }
                 }

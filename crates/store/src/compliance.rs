@@ -565,8 +565,8 @@ pub async fn inventories(
 ///
 /// The pair facts and the checkpoint come from one snapshot, so the report
 /// covers exactly the events below the checkpoint's size. Systems are those
-/// with events and those with tags; a system known only by its tags was
-/// never heard from and so is stale.
+/// with events, those with tags and those with an inventory; a system known
+/// only by its tags or its inventory was never heard from and so is stale.
 pub async fn report_input(
     store: &dyn Store,
     as_of: Option<Timestamp>,
