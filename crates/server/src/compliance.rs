@@ -28,7 +28,10 @@ use utoipa::{PartialSchema, ToSchema};
 
 /// Reads a JSON body as a `T`; a document type is read as a
 /// [`crate::wire::Object`], so that only a JSON object passes for it.
-async fn json_body<T: DeserializeOwned>(st: &AppState, body: Body) -> Result<T, ApiError> {
+pub(crate) async fn json_body<T: DeserializeOwned>(
+    st: &AppState,
+    body: Body,
+) -> Result<T, ApiError> {
     let bytes = crate::api::read_body(body, st.config.max_body_bytes).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Syntax {
         line: e.line(),

@@ -139,15 +139,8 @@ async fn put_inventory(
     crate::auth::Caller(caller): crate::auth::Caller,
     body: Body,
 ) -> Result<Json<InventoryOut>, ApiError> {
-    let bytes = crate::api::read_body(body, st.config.max_body_bytes).await?;
     let crate::wire::Object(input) =
-        serde_json::from_slice::<crate::wire::Object<InventoryIn>>(&bytes).map_err(|e| {
-            ApiError::Syntax {
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            }
-        })?;
+        crate::compliance::json_body::<crate::wire::Object<InventoryIn>>(&st, body).await?;
     let id = system_id(&system);
     let inv = parse(input, Timestamp::now());
     let (id, inv) = match (id, inv) {
