@@ -35,6 +35,21 @@ pub struct ConcurrentArgs {
     /// sockets (reported separately, never as the result).
     #[arg(long)]
     pub nodelay_diagnostic: bool,
+    /// Where the clients run: `process`, a separate single-threaded process
+    /// with one keep-alive connection per client (the result); or
+    /// `in-process`, 64 `reqwest` tasks sharing the server's runtime (the
+    /// first runs' set-up, for comparison).
+    #[arg(long, value_enum, default_value_t = ClientMode::Process)]
+    pub client: ClientMode,
+}
+
+/// Where the `concurrent` clients run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientMode {
+    /// A separate process (`patchaudit-bench load-client`) on one thread.
+    Process,
+    /// Tasks on the server's own runtime, through one `reqwest` pool.
+    InProcess,
 }
 
 /// What one phase of the clients did.
@@ -43,6 +58,20 @@ struct Phase {
     errors: u64,
     first_error: Option<String>,
     elapsed: Duration,
+    /// Where the CPU went, when the clients ran in their own process.
+    cpu: Option<Cpu>,
+}
+
+/// CPU time of the client process and of the server's, for the report.
+#[derive(Clone, Copy)]
+struct Cpu {
+    /// The client process, over the measured phase.
+    client: Option<Duration>,
+    /// This process (the server) from the client's start to its exit:
+    /// warm-up included, so it is divided by `requests`.
+    server: Option<Duration>,
+    /// Every request the client sent, warm-up included.
+    requests: u64,
 }
 
 /// When a phase ends.
@@ -120,6 +149,7 @@ async fn phase(
         errors: 0,
         first_error: None,
         elapsed: Duration::ZERO,
+        cpu: None,
     };
     for t in tasks {
         match t.await {
@@ -149,30 +179,22 @@ struct Pass {
     errors: u64,
     first_error: Option<String>,
     stored: u64,
+    cpu: Option<Cpu>,
 }
 
-async fn pass(
+/// The first runs' set-up: the clients are tasks on this process's runtime,
+/// beside the server, sharing one `reqwest` pool.
+async fn in_process(
     gen: &Generator,
     args: &ConcurrentArgs,
-    work_dir: &Path,
-    flavor: Flavor,
-) -> anyhow::Result<Pass> {
-    let dir = tempfile::Builder::new()
-        .prefix("patchaudit-bench-")
-        .tempdir_in(work_dir)
-        .with_context(|| format!("creating a temporary directory in {}", work_dir.display()))?;
-    let store = open_store(&dir.path().join("ledger.db"))?;
-    let server = RunningServer::start_flavor(Arc::new(store.clone()), flavor).await?;
+    base: &str,
+    label: &str,
+) -> anyhow::Result<Phase> {
     let client = http_client(args.clients)?;
-    let url = format!("{}/v1/events", server.base);
+    let url = format!("{base}/v1/events");
     let next = Arc::new(AtomicU64::new(0));
-    let label = match flavor {
-        Flavor::Shipped => "",
-        Flavor::NoDelay => " (diagnostic, TCP_NODELAY on the server's sockets)",
-    };
-
     eprintln!(
-        "[concurrent] warming up{label}: {} requests from {} clients",
+        "[concurrent] warming up{label}: {} requests from {} in-process clients",
         args.warmup, args.clients
     );
     let warm = phase(
@@ -193,20 +215,77 @@ async fn pass(
     let until = match args.requests {
         Some(n) => {
             eprintln!(
-                "[concurrent] measuring {n} requests from {} clients{label}",
+                "[concurrent] measuring {n} requests from {} in-process clients{label}",
                 args.clients
             );
             Until::Index(next.load(Ordering::Relaxed) + n)
         }
         None => {
             eprintln!(
-                "[concurrent] measuring for {} s with {} clients{label}",
+                "[concurrent] measuring for {} s with {} in-process clients{label}",
                 args.seconds, args.clients
             );
             Until::Time(Instant::now() + Duration::from_secs_f64(args.seconds))
         }
     };
-    let mut m = phase(gen, &client, &url, args.clients, &next, until).await;
+    Ok(phase(gen, &client, &url, args.clients, &next, until).await)
+}
+
+async fn pass(
+    gen: &Generator,
+    args: &ConcurrentArgs,
+    work_dir: &Path,
+    flavor: Flavor,
+) -> anyhow::Result<Pass> {
+    let dir = tempfile::Builder::new()
+        .prefix("patchaudit-bench-")
+        .tempdir_in(work_dir)
+        .with_context(|| format!("creating a temporary directory in {}", work_dir.display()))?;
+    let store = open_store(&dir.path().join("ledger.db"))?;
+    let server = RunningServer::start_flavor(Arc::new(store.clone()), flavor).await?;
+    let label = match flavor {
+        Flavor::Shipped => "",
+        Flavor::NoDelay => " (diagnostic, TCP_NODELAY on the server's sockets)",
+    };
+    let mut m = match args.client {
+        ClientMode::InProcess => in_process(gen, args, &server.base, label).await?,
+        ClientMode::Process => {
+            eprintln!(
+                "[concurrent] load client process{label}: {} clients, {} warm-up requests, then {}",
+                args.clients,
+                args.warmup,
+                match args.requests {
+                    Some(n) => format!("{n} requests"),
+                    None => format!("{} s", args.seconds),
+                }
+            );
+            let cpu0 = crate::load::own_cpu();
+            let r = crate::load::spawn(
+                gen.seed(),
+                server.addr,
+                &crate::server::bench_authorization(),
+                args.clients,
+                args.warmup,
+                args.seconds,
+                args.requests,
+            )
+            .await?;
+            let server_cpu = cpu0
+                .zip(crate::load::own_cpu())
+                .map(|(a, b)| b.saturating_sub(a));
+            Phase {
+                latencies: r.latencies_ns,
+                errors: r.errors,
+                first_error: r.first_error,
+                elapsed: Duration::from_nanos(r.elapsed_ns),
+                cpu: Some(Cpu {
+                    client: r.cpu_ns.map(Duration::from_nanos),
+                    server: server_cpu,
+                    requests: r.sent,
+                }),
+            }
+        }
+    };
     let stored = store.len().await.context("counting the ledger")?;
     server.stop().await?;
 
@@ -229,6 +308,7 @@ async fn pass(
         errors: m.errors,
         first_error: m.first_error,
         stored,
+        cpu: m.cpu,
     })
 }
 
@@ -265,9 +345,20 @@ pub async fn run(
     report
         .rows
         .push(Row::info(b, "max latency", fmt_duration(p.lat.max)));
+    let setup = match args.client {
+        ClientMode::Process => format!(
+            "The clients ran in a separate process on one thread, one keep-alive HTTP/1.1 connection each; \
+             the server ran on this process's runtime ({} worker threads).",
+            tokio::runtime::Handle::current().metrics().num_workers()
+        ),
+        ClientMode::InProcess => {
+            "The clients ran on the server's own runtime through one reqwest pool, sharing its worker threads."
+                .to_owned()
+        }
+    };
     report.notes.push(format!(
         "concurrent: {} requests measured in {:.1} s (mean latency {}) after {} warm-up requests; {} failed{}; the ledger ended with {} events. \
-         Client and server share one process and the machine's cores; with a closed loop of {} clients, mean latency ≈ clients ÷ throughput.",
+         {setup} With a closed loop of {} clients, mean latency ≈ clients ÷ throughput.",
         fmt_count(p.lat.count as f64),
         p.elapsed.as_secs_f64(),
         fmt_duration(p.lat.mean),
@@ -279,6 +370,27 @@ pub async fn run(
         fmt_count(p.stored as f64),
         args.clients
     ));
+    if let Some(cpu) = p.cpu {
+        let per = |d: Option<Duration>, n: u64| match d {
+            Some(d) if n > 0 => {
+                fmt_duration(Duration::from_nanos((d.as_nanos() / u128::from(n)) as u64))
+            }
+            _ => "n/a".to_owned(),
+        };
+        let client = per(cpu.client, p.lat.count as u64);
+        let server = per(cpu.server, cpu.requests);
+        report.rows.push(Row::info(
+            b,
+            "CPU time per request: server / load client",
+            format!("{server} / {client}"),
+        ));
+        ensure!(
+            p.errors > 0 || p.stored == cpu.requests,
+            "the client had {} events created but the ledger holds {}",
+            cpu.requests,
+            p.stored
+        );
+    }
 
     if args.nodelay_diagnostic {
         let d = pass(gen, args, work_dir, Flavor::NoDelay).await?;

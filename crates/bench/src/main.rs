@@ -42,6 +42,7 @@ mod dpkg;
 mod gen;
 mod history;
 mod ingest;
+mod load;
 mod machine;
 mod postgres;
 mod proofs;
@@ -204,6 +205,10 @@ enum Command {
         after_help = "Examples:\n  patchaudit-bench all --markdown docs/benchmarks-run.md\n  patchaudit-bench all --with-postgres --pg-history-events 2000000"
     )]
     All(AllArgs),
+    /// The `concurrent` benchmark's load generator, which `concurrent`
+    /// starts as a child process; not for direct use.
+    #[command(hide = true)]
+    LoadClient(load::LoadArgs),
 }
 
 /// The options of `all`: those of each benchmark, prefixed where they clash.
@@ -256,9 +261,20 @@ struct AllArgs {
     postgres: postgres::PgArgs,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::LoadClient(a) = &cli.command {
+        // Its own runtime on one thread: see the `load` module.
+        return load::main(&gen::Generator::new(cli.seed), a);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the runtime")?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let work_dir = cli.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating the work directory {}", work_dir.display()))?;
@@ -279,6 +295,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Auth(a) => report.extend(auth::run(a, &work_dir).await?),
         Command::Stream(a) => report.extend(stream::run(&gen, a, &work_dir).await?),
         Command::Dpkg(a) => report.extend(dpkg::run(a)?),
+        Command::LoadClient(_) => anyhow::bail!("load-client runs before the runtime starts"),
         Command::All(a) => {
             let ingest = ingest::IngestArgs {
                 events: a.ingest_events,
@@ -291,6 +308,7 @@ async fn main() -> anyhow::Result<()> {
                 requests: a.concurrent_requests,
                 warmup: 640,
                 nodelay_diagnostic: a.nodelay_diagnostic,
+                client: concurrent::ClientMode::Process,
             };
             let history = history::HistoryArgs {
                 events: a.history_events,

@@ -81,6 +81,8 @@ pub enum Flavor {
 pub struct RunningServer {
     /// The base URL, such as `http://127.0.0.1:41234`.
     pub base: String,
+    /// The address the server listens on.
+    pub addr: std::net::SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     /// The real-time stream's tasks, when started with
@@ -164,6 +166,7 @@ impl RunningServer {
         };
         Ok(RunningServer {
             base: format!("http://{addr}"),
+            addr,
             shutdown: Some(tx),
             task,
             stream: running,
@@ -220,6 +223,11 @@ pub async fn ensure_bench_token(store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `Authorization` header value of the benches' token.
+pub fn bench_authorization() -> String {
+    format!("Bearer pa_{BENCH_TOKEN_ID}_{BENCH_TOKEN_SECRET}")
+}
+
 /// An HTTP client for the benchmarks: no proxy, keep-alive, an idle pool
 /// large enough for `connections` concurrent requests, and the benches'
 /// token on every request.
@@ -227,10 +235,8 @@ pub fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        reqwest::header::HeaderValue::from_str(&format!(
-            "Bearer pa_{BENCH_TOKEN_ID}_{BENCH_TOKEN_SECRET}"
-        ))
-        .context("the bench token is a valid header")?,
+        reqwest::header::HeaderValue::from_str(&bench_authorization())
+            .context("the bench token is a valid header")?,
     );
     reqwest::Client::builder()
         .default_headers(headers)
