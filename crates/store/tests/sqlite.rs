@@ -126,8 +126,8 @@ fn an_unwritable_path_is_a_clear_open_error() {
 
 #[tokio::test]
 async fn the_wal_is_checkpointed_in_the_background() {
-    // The writer's own checkpoint only starts past ~80 MiB of WAL, far more
-    // than this test writes, so the database file grows only if the
+    // The writer's own checkpoint only starts past 256 MiB of WAL (when the
+    // checkpointer asks) or 1 GiB (the backstop), far more than this test writes, so the database file grows only if the
     // background checkpointer copies the WAL into it.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
@@ -156,6 +156,80 @@ async fn the_wal_is_checkpointed_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(store.len().await.unwrap(), 5000);
+}
+
+/// Under appends that never pause, the WAL starts again from its beginning
+/// once it is past `wal_restart_pages`, instead of growing until the
+/// writer's backstop checkpoint (which, in the benchmarks, stalled every
+/// append for tens of milliseconds several times a second).
+#[tokio::test]
+async fn the_wal_restarts_under_appends_that_never_pause() {
+    const RESTART_PAGES: i64 = 256; // 1 MiB
+    const EVENTS: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let store = Arc::new(
+        SqliteStore::open(
+            &path,
+            SqliteOptions {
+                wal_restart_pages: RESTART_PAGES,
+                wal_backstop_pages: 10_000_000,
+                ..opts()
+            },
+        )
+        .unwrap(),
+    );
+    let wal = dir.path().join("ledger.db-wal");
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        let (store, next) = (store.clone(), next.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let first = next.fetch_add(10, std::sync::atomic::Ordering::Relaxed);
+                if first >= EVENTS {
+                    break;
+                }
+                let batch = (first..first + 10)
+                    .map(|i| {
+                        let mut e = event(
+                            &format!("host-{}", i % 97),
+                            "KB1",
+                            i as i64,
+                            Status::Failure,
+                        );
+                        // Two or three pages of failure output per event:
+                        // 160 MB in all, several times what the WAL may hold.
+                        e.detail = Some("x".repeat(8_000));
+                        e
+                    })
+                    .collect();
+                store.append(batch, "").await.unwrap();
+            }
+        }));
+    }
+    let mut largest = 0;
+    while !writers.iter().all(|w| w.is_finished()) {
+        if let Ok(m) = std::fs::metadata(&wal) {
+            largest = largest.max(m.len());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+    assert_eq!(store.len().await.unwrap(), EVENTS);
+    let db = std::fs::metadata(&path).unwrap().len();
+    // The WAL file never shrinks, so its size is the most it ever held.
+    assert!(
+        db > 120_000_000,
+        "the test wrote too little to show anything: the database holds {db} bytes"
+    );
+    assert!(
+        largest < 48 << 20,
+        "the WAL grew to {largest} bytes although the writer is asked to restart it past {RESTART_PAGES} pages; the database holds {db} bytes"
+    );
 }
 
 /// A ledger written before the compliance migration gets the facts of every

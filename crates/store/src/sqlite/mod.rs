@@ -56,6 +56,17 @@ pub struct SqliteOptions {
     /// The key that signs a checkpoint after each commit. Without one the
     /// store can read and prove but not append.
     pub signer: Option<Arc<NoteSigner>>,
+    /// The WAL size, in pages, past which the checkpointer asks the writer
+    /// to let the WAL start again from its beginning. Each restart holds
+    /// appends for one short checkpoint, so a larger value means rarer
+    /// pauses and a larger WAL file under sustained load. Default 65,536
+    /// (256 MiB of 4 KiB pages): at the benchmark's saturation, about one
+    /// pause a second.
+    pub wal_restart_pages: i64,
+    /// The WAL size, in pages, past which the writer checkpoints by itself
+    /// after every commit (SQLite's `wal_autocheckpoint`), should the
+    /// checkpointer thread fall behind. Default 262,144 (1 GiB).
+    pub wal_backstop_pages: i64,
 }
 
 impl Default for SqliteOptions {
@@ -64,6 +75,8 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             max_group_events: 50_000,
             signer: None,
+            wal_restart_pages: 65_536,
+            wal_backstop_pages: 262_144,
         }
     }
 }
@@ -87,12 +100,12 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 /// How much of the file each reader maps (address space, not memory).
 const READER_MMAP_BYTES: i64 = 1 << 30;
 
-/// How often the checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often the checkpointer copies the WAL into the database file while
+/// appends keep coming.
+const CHECKPOINT_BUSY_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The WAL size (in 4 KiB pages, so about 80 MiB) past which the writer
-/// checkpoints by itself, should the checkpointer thread fall behind.
-const WAL_BACKSTOP_PAGES: i64 = 20_000;
+/// How often it looks when the WAL did not grow since its last pass.
+const CHECKPOINT_IDLE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Starts the thread that checkpoints the WAL in the background.
 ///
@@ -100,19 +113,52 @@ const WAL_BACKSTOP_PAGES: i64 = 20_000;
 /// thousandth commit copy megabytes, and stalled every append queued behind
 /// it: a fifth of the writer's time in profiles. A PASSIVE checkpoint on
 /// another connection runs beside the writer and never blocks it.
-fn spawn_checkpointer(path: &Path) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+///
+/// A PASSIVE checkpoint alone, however, never lets the WAL start again from
+/// its beginning under steady appends: SQLite restarts the WAL only when a
+/// write transaction begins with every frame already copied, and by the time
+/// this thread has copied them the writer has appended more. The WAL then
+/// grew to the backstop, and the writer's own checkpoint there stalled every
+/// append for 16 to 45 ms, several times a second: that was the whole p99 of
+/// the `concurrent` benchmark. So, once the WAL is past
+/// [`SqliteOptions::wal_restart_pages`], this thread sets `restart`, and the
+/// writer, between two groups, checkpoints the frames appended since this
+/// thread's last pass. Its next transaction then restarts the WAL. The pause
+/// is that short checkpoint, once per `wal_restart_pages` of WAL instead of
+/// a longer one per backstop.
+fn spawn_checkpointer(
+    path: &Path,
+    restart_pages: i64,
+    restart: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
     let conn =
         open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(StoreError::Open)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("patchaudit-sqlite-checkpoint".into())
         .spawn(move || {
+            let mut every = CHECKPOINT_BUSY_EVERY;
+            let mut last_log = -1;
             // Runs until the store is dropped (the sender disconnects).
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(CHECKPOINT_EVERY)
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
             {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "background WAL checkpoint failed");
+                // (busy, frames in the WAL, frames copied into the database)
+                let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                });
+                match pass {
+                    Ok((log, copied)) => {
+                        if log >= restart_pages && copied > 0 {
+                            restart.store(true, std::sync::atomic::Ordering::Release);
+                        }
+                        every = if log == last_log {
+                            CHECKPOINT_IDLE_EVERY
+                        } else {
+                            CHECKPOINT_BUSY_EVERY
+                        };
+                        last_log = log;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
                 }
             }
         })
@@ -157,13 +203,19 @@ impl SqliteStore {
         schema::migrate(&mut conn).map_err(StoreError::Open)?;
         // Checkpoints run on their own thread (below); the writer's automatic
         // checkpoint stays only as a backstop if that thread falls behind.
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+        conn.pragma_update(None, "wal_autocheckpoint", options.wal_backstop_pages)
             .map_err(|e| StoreError::Open(e.to_string()))?;
         if let Some(signer) = &options.signer {
             sign_backfilled_head(&mut conn, signer)?;
         }
-        let writer = writer::spawn(conn, options.max_group_events, options.signer)?;
-        let checkpointer = spawn_checkpointer(&path)?;
+        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = writer::spawn(
+            conn,
+            options.max_group_events,
+            options.signer,
+            restart.clone(),
+        )?;
+        let checkpointer = spawn_checkpointer(&path, options.wal_restart_pages, restart)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,

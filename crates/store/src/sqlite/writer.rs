@@ -10,9 +10,11 @@
 //! the new tree, signed last. Replies are sent only after the commit
 //! returned, so an acknowledgement always means "durable".
 //!
-//! The writer never checkpoints the WAL itself (see `checkpointer`), so a
-//! commit costs its WAL append and fsync, not an occasional copy of the WAL
-//! into the database file.
+//! The writer leaves copying the WAL into the database file to the
+//! checkpointer thread, so a commit costs its WAL append and fsync. When the
+//! checkpointer asks, the writer copies, between two groups, only the few
+//! frames appended since the checkpointer's last pass, so that the WAL can
+//! start again from its beginning (see `spawn_checkpointer`).
 
 use super::internal;
 use crate::derived::Derived;
@@ -27,6 +29,7 @@ pub(super) fn spawn(
     conn: Connection,
     max_group_events: usize,
     signer: Option<Arc<NoteSigner>>,
+    restart: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Handle, StoreError> {
     let (handle, mut queue) = group::queue("SQLite");
     std::thread::Builder::new()
@@ -40,6 +43,16 @@ pub(super) fn spawn(
                     Err(e) => {
                         tracing::error!(error = %e, requests = batch.len(), "group commit failed; nothing of it was written");
                         group::fail_all(batch, &e);
+                    }
+                }
+                if restart.swap(false, std::sync::atomic::Ordering::Acquire) {
+                    // After the replies: no append waits for it but the next
+                    // group. It fails harmlessly (busy) while the checkpointer
+                    // is itself mid-pass; the next pass asks again.
+                    if let Err(e) =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "the writer's WAL checkpoint did not run");
                     }
                 }
             }
