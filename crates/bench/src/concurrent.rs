@@ -37,7 +37,7 @@ pub struct ConcurrentArgs {
     pub nodelay_diagnostic: bool,
     /// Where the clients run: `process`, a separate single-threaded process
     /// with one keep-alive connection per client (the result); or
-    /// `in-process`, 64 `reqwest` tasks sharing the server's runtime (the
+    /// `in-process`, tasks on the server's runtime sharing one `reqwest` pool (the
     /// first runs' set-up, for comparison).
     #[arg(long, value_enum, default_value_t = ClientMode::Process)]
     pub client: ClientMode,

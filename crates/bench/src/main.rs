@@ -6,7 +6,7 @@
 //! - `ingest`: NDJSON batch ingest over HTTP, against the `sqlite3` shell
 //!   bulk-importing the same rows into the same schema;
 //! - `concurrent`: many clients each POSTing single events, for throughput
-//!   and tail latency;
+//!   and tail latency, from a separate load-client process;
 //! - `history`: one system's history read from a ledger of a million events,
 //!   over HTTP and directly from the store;
 //! - `postgres`: the PostgreSQL store: ingest against `psql \copy` and
@@ -101,8 +101,11 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Many clients, one event per POST: throughput and p50/p99/max latency.
     ///
-    /// Each client sends single-event JSON requests with unique event_ids
-    /// through one shared HTTP connection pool, for --seconds or --requests.
+    /// Each client sends single-event JSON requests with unique event_ids,
+    /// for --seconds or --requests. By default the clients run in a separate
+    /// process on one thread, each with its own keep-alive connection;
+    /// --client in-process runs them on the server's runtime instead.
+    /// Reports the CPU time per request of the server and of the client.
     /// Target: p99 ≤ 10 ms.
     #[command(after_help = "Example:\n  patchaudit-bench concurrent --clients 64 --seconds 10")]
     Concurrent(concurrent::ConcurrentArgs),
