@@ -5,6 +5,7 @@
 //! acknowledged. The store's group commit is what makes it fast.
 
 use crate::gen::Generator;
+use crate::load::Until;
 use crate::report::{Report, Row};
 use crate::server::{expect_created, http_client, open_store, Flavor, RunningServer};
 use crate::stats::{fmt_count, fmt_duration, Latencies};
@@ -74,15 +75,6 @@ struct Cpu {
     requests: u64,
 }
 
-/// When a phase ends.
-#[derive(Clone, Copy)]
-enum Until {
-    /// When this many event indexes have been taken in total.
-    Index(u64),
-    /// At this instant (requests in flight still finish).
-    Time(Instant),
-}
-
 async fn phase(
     gen: &Generator,
     client: &reqwest::Client,
@@ -102,22 +94,7 @@ async fn phase(
             let mut lat = Vec::new();
             let mut errors = 0u64;
             let mut first_error = None;
-            loop {
-                let i = match until {
-                    Until::Index(end) => {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= end {
-                            break;
-                        }
-                        i
-                    }
-                    Until::Time(t) => {
-                        if Instant::now() >= t {
-                            break;
-                        }
-                        next.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
+            while let Some(i) = until.take(&next) {
                 // One event per request, built before the clock starts.
                 let body = match serde_json::to_vec(&gen.event(i)) {
                     Ok(b) => b,

@@ -70,13 +70,24 @@ pub struct LoadResult {
     pub sent: u64,
 }
 
-/// When a phase ends.
+/// When a phase of the `concurrent` clients ends.
 #[derive(Clone, Copy)]
-enum Until {
+pub(crate) enum Until {
     /// When this many event indexes have been taken in total.
     Index(u64),
     /// At this instant (requests in flight still finish).
     Time(Instant),
+}
+
+impl Until {
+    /// Takes the index of a client's next event from `next`, or `None`
+    /// once the phase is over.
+    pub(crate) fn take(self, next: &AtomicU64) -> Option<u64> {
+        match self {
+            Until::Index(end) => Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < end),
+            Until::Time(t) => (Instant::now() < t).then(|| next.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
 }
 
 /// One client: a connection that sends events until `until`.
@@ -153,22 +164,7 @@ async fn drive(
     until: Until,
 ) -> (Client, Tally) {
     let mut tally = Tally::default();
-    loop {
-        let i = match until {
-            Until::Index(end) => {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= end {
-                    break;
-                }
-                i
-            }
-            Until::Time(t) => {
-                if Instant::now() >= t {
-                    break;
-                }
-                next.fetch_add(1, Ordering::Relaxed)
-            }
-        };
+    while let Some(i) = until.take(&next) {
         // The body is built before the clock starts.
         let body = match serde_json::to_vec(&gen.event(i)) {
             Ok(b) => b,
