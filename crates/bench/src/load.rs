@@ -1,10 +1,11 @@
 //! The `concurrent` benchmark's load generator, run as a separate process.
 //!
 //! On a two-core machine, a load generator that shares the server's process
-//! and runtime competes with the server for the same worker threads: in the
-//! first runs, `reqwest` and the JSON encoding of 64 in-process clients took
-//! about as much CPU as the server itself, and the tail latency measured was
-//! mostly the clients waiting for a core. Real agents run on other machines.
+//! and runtime competes with the server for the same worker threads, and its
+//! CPU use cannot be told apart from the server's. Real agents run on other
+//! machines. (Measured on 2026-11-25, the client turned out to cost about a
+//! tenth of the server's CPU per request and was not what made the tail; see
+//! `docs/benchmarks.md`.)
 //!
 //! So `concurrent` re-executes this binary as `patchaudit-bench load-client`.
 //! The child runs every client on one thread (a current-thread runtime), so
