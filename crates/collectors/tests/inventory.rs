@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{fixture, sample};
+use common::{check_goldens, fixture, sample};
 use patchaudit_collectors::decode::decode;
 use patchaudit_collectors::inventory::{
     dpkg_status, parse_inventory, rpm_qa, InstalledPackage, InventoryFormat, InventorySource,
@@ -159,68 +159,11 @@ fn golden_path(case: &Case) -> std::path::PathBuf {
 
 #[test]
 fn every_case_matches_its_golden_file() {
-    let bless = std::env::var("PATCHAUDIT_BLESS").is_ok_and(|v| v == "1");
-    let mut failures = Vec::new();
-    for case in cases() {
-        let got = render(&case);
-        let path = golden_path(&case);
-        if bless {
-            let mut text = serde_json::to_string_pretty(&got).unwrap();
-            text.push('\n');
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, text).unwrap();
-            continue;
-        }
-        let want: Value = match std::fs::read_to_string(&path) {
-            Ok(t) => serde_json::from_str(&t).unwrap(),
-            Err(e) => {
-                failures.push(format!(
-                    "{}: no golden file {} ({e})",
-                    case.input,
-                    path.display()
-                ));
-                continue;
-            }
-        };
-        if got != want {
-            failures.push(format!(
-                "{}: differs from {}\n{}",
-                case.input,
-                path.display(),
-                first_difference(&want, &got)
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{}\n\nIf the change is intended, regenerate with PATCHAUDIT_BLESS=1 and review the diff.",
-        failures.join("\n\n")
+    check_goldens(
+        cases()
+            .iter()
+            .map(|case| (case.input.to_string(), render(case), golden_path(case))),
     );
-}
-
-/// A short description of where two JSON values first differ.
-fn first_difference(want: &Value, got: &Value) -> String {
-    fn walk(path: String, a: &Value, b: &Value) -> Option<String> {
-        match (a, b) {
-            (Value::Object(x), Value::Object(y)) => x.keys().chain(y.keys()).find_map(|k| {
-                walk(
-                    format!("{path}.{k}"),
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                )
-            }),
-            (Value::Array(x), Value::Array(y)) => (0..x.len().max(y.len())).find_map(|i| {
-                walk(
-                    format!("{path}[{i}]"),
-                    x.get(i).unwrap_or(&Value::Null),
-                    y.get(i).unwrap_or(&Value::Null),
-                )
-            }),
-            _ if a == b => None,
-            _ => Some(format!("at {path}:\n  golden: {a}\n  now:    {b}")),
-        }
-    }
-    walk(String::new(), want, got).unwrap_or_else(|| "(no difference found)".into())
 }
 
 #[test]

@@ -135,3 +135,66 @@ pub fn mutate(input: &[u8], rng: &mut Rng, nasty: &[&[u8]]) -> Vec<u8> {
     }
     v
 }
+
+/// Compares each rendered case with its golden JSON file, reporting every
+/// mismatch at once. With `PATCHAUDIT_BLESS=1` it rewrites the golden files
+/// instead. Each case is its label (the input's name), what the parser gives
+/// now, and its golden file.
+pub fn check_goldens(cases: impl IntoIterator<Item = (String, serde_json::Value, PathBuf)>) {
+    let bless = std::env::var("PATCHAUDIT_BLESS").is_ok_and(|v| v == "1");
+    let mut failures = Vec::new();
+    for (label, got, path) in cases {
+        if bless {
+            let mut text = serde_json::to_string_pretty(&got).unwrap();
+            text.push('\n');
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            continue;
+        }
+        let want: serde_json::Value = match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t).unwrap(),
+            Err(e) => {
+                failures.push(format!("{label}: no golden file {} ({e})", path.display()));
+                continue;
+            }
+        };
+        if got != want {
+            failures.push(format!(
+                "{label}: differs from {}\n{}",
+                path.display(),
+                first_difference(&want, &got)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n\nIf the change is intended, regenerate with PATCHAUDIT_BLESS=1 and review the diff.",
+        failures.join("\n\n")
+    );
+}
+
+/// A short description of where two JSON values first differ.
+fn first_difference(want: &serde_json::Value, got: &serde_json::Value) -> String {
+    use serde_json::Value;
+    fn walk(path: String, a: &Value, b: &Value) -> Option<String> {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => x.keys().chain(y.keys()).find_map(|k| {
+                walk(
+                    format!("{path}.{k}"),
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                )
+            }),
+            (Value::Array(x), Value::Array(y)) => (0..x.len().max(y.len())).find_map(|i| {
+                walk(
+                    format!("{path}[{i}]"),
+                    x.get(i).unwrap_or(&Value::Null),
+                    y.get(i).unwrap_or(&Value::Null),
+                )
+            }),
+            _ if a == b => None,
+            _ => Some(format!("at {path}:\n  golden: {a}\n  now:    {b}")),
+        }
+    }
+    walk(String::new(), want, got).unwrap_or_else(|| "(no difference found)".into())
+}
