@@ -236,7 +236,7 @@ async fn pass(
                     None => format!("{} s", args.seconds),
                 }
             );
-            let cpu0 = crate::load::own_cpu();
+            let cpu0 = crate::load::process_cpu();
             let r = crate::load::spawn(
                 gen.seed(),
                 server.addr,
@@ -248,7 +248,7 @@ async fn pass(
             )
             .await?;
             let server_cpu = cpu0
-                .zip(crate::load::own_cpu())
+                .zip(crate::load::process_cpu())
                 .map(|(a, b)| b.saturating_sub(a));
             Phase {
                 latencies: r.latencies_ns,

@@ -220,8 +220,9 @@ async fn phase(
     Ok((back, all))
 }
 
-/// The process's CPU time so far (user + system), from `/proc/self/stat`.
-fn process_cpu() -> Option<Duration> {
+/// The process's CPU time so far (user + system), from `/proc/self/stat`:
+/// the child's own, and in the parent the server's.
+pub fn process_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name may hold spaces; the fields after it do not.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -232,12 +233,6 @@ fn process_cpu() -> Option<Duration> {
     // Linux reports them in USER_HZ, which is 100 on every architecture
     // Linux exposes to user space.
     Some(Duration::from_millis(ticks * 10))
-}
-
-/// The CPU time this process has used so far, for the parent's own
-/// accounting of the server's share.
-pub fn own_cpu() -> Option<Duration> {
-    process_cpu()
 }
 
 /// The body of the `load-client` subcommand: connects every client, warms
