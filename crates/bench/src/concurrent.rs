@@ -5,7 +5,7 @@
 //! acknowledged. The store's group commit is what makes it fast.
 
 use crate::gen::Generator;
-use crate::load::Until;
+use crate::load::{next_body, Tally, Until};
 use crate::report::{Report, Row};
 use crate::server::{expect_created, http_client, open_store, Flavor, RunningServer};
 use crate::stats::{fmt_count, fmt_duration, Latencies};
@@ -91,61 +91,36 @@ async fn phase(
         let url = url.to_owned();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            let mut first_error = None;
-            while let Some(i) = until.take(&next) {
-                // One event per request, built before the clock starts.
-                let body = match serde_json::to_vec(&gen.event(i)) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert(e.to_string());
-                        continue;
-                    }
+            let mut tally = Tally::default();
+            while let Some(body) = next_body(&gen, &next, until, &mut tally) {
+                let request = async {
+                    let sent = client
+                        .post(&url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    expect_created(sent).await
                 };
-                let t = Instant::now();
-                let sent = client
-                    .post(&url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let outcome = expect_created(sent).await;
-                lat.push(t.elapsed().as_nanos() as u64);
-                if let Err(e) = outcome {
-                    errors += 1;
-                    first_error.get_or_insert(e);
-                }
+                tally.time(request).await;
             }
-            (lat, errors, first_error)
+            tally
         }));
     }
-    let mut out = Phase {
-        latencies: Vec::new(),
-        errors: 0,
-        first_error: None,
-        elapsed: Duration::ZERO,
-        cpu: None,
-    };
+    let mut all = Tally::default();
     for t in tasks {
         match t.await {
-            Ok((lat, errors, first)) => {
-                out.latencies.extend(lat);
-                out.errors += errors;
-                if out.first_error.is_none() {
-                    out.first_error = first;
-                }
-            }
-            Err(e) => {
-                out.errors += 1;
-                out.first_error
-                    .get_or_insert(format!("a client task failed: {e}"));
-            }
+            Ok(tally) => all.absorb(tally),
+            Err(e) => all.fail(format!("a client task failed: {e}")),
         }
     }
-    out.elapsed = start.elapsed();
-    out
+    Phase {
+        latencies: all.latencies,
+        errors: all.errors,
+        first_error: all.first_error,
+        elapsed: start.elapsed(),
+        cpu: None,
+    }
 }
 
 /// One measured pass against a fresh ledger.

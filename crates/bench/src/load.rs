@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,7 +84,7 @@ pub(crate) enum Until {
 impl Until {
     /// Takes the index of a client's next event from `next`, or `None`
     /// once the phase is over.
-    pub(crate) fn take(self, next: &AtomicU64) -> Option<u64> {
+    fn take(self, next: &AtomicU64) -> Option<u64> {
         match self {
             Until::Index(end) => Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < end),
             Until::Time(t) => (Instant::now() < t).then(|| next.fetch_add(1, Ordering::Relaxed)),
@@ -149,12 +150,61 @@ impl Client {
     }
 }
 
-/// What one client did in one phase.
+/// What one client, or all of them, did in one phase.
 #[derive(Default)]
-struct Tally {
-    latencies: Vec<u64>,
-    errors: u64,
-    first_error: Option<String>,
+pub(crate) struct Tally {
+    /// The latency of every request, in nanoseconds.
+    pub(crate) latencies: Vec<u64>,
+    /// Requests that failed or were not answered `201 Created`.
+    pub(crate) errors: u64,
+    /// The first failure, for the report.
+    pub(crate) first_error: Option<String>,
+}
+
+impl Tally {
+    /// Counts one failure, keeping the first one's message.
+    pub(crate) fn fail(&mut self, error: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(error);
+    }
+
+    /// Adds another client's tally to this one.
+    pub(crate) fn absorb(&mut self, other: Tally) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    /// Sends one request and counts it: its latency from just before
+    /// `request` starts to the end of the answer, and its failure if any.
+    pub(crate) async fn time(&mut self, request: impl Future<Output = Result<(), String>>) {
+        let t = Instant::now();
+        let outcome = request.await;
+        self.latencies.push(t.elapsed().as_nanos() as u64);
+        if let Err(e) = outcome {
+            self.fail(e);
+        }
+    }
+}
+
+/// The body of a client's next event, built before its clock starts, or
+/// `None` once the phase is over. An event that cannot be encoded counts as
+/// a failure and is skipped.
+pub(crate) fn next_body(
+    gen: &Generator,
+    next: &AtomicU64,
+    until: Until,
+    tally: &mut Tally,
+) -> Option<Vec<u8>> {
+    while let Some(i) = until.take(next) {
+        match serde_json::to_vec(&gen.event(i)) {
+            Ok(body) => return Some(body),
+            Err(e) => tally.fail(e.to_string()),
+        }
+    }
+    None
 }
 
 async fn drive(
@@ -165,23 +215,8 @@ async fn drive(
     until: Until,
 ) -> (Client, Tally) {
     let mut tally = Tally::default();
-    while let Some(i) = until.take(&next) {
-        // The body is built before the clock starts.
-        let body = match serde_json::to_vec(&gen.event(i)) {
-            Ok(b) => b,
-            Err(e) => {
-                tally.errors += 1;
-                tally.first_error.get_or_insert(e.to_string());
-                continue;
-            }
-        };
-        let t = Instant::now();
-        let outcome = client.post(&authorization, body).await;
-        tally.latencies.push(t.elapsed().as_nanos() as u64);
-        if let Err(e) = outcome {
-            tally.errors += 1;
-            tally.first_error.get_or_insert(e);
-        }
+    while let Some(body) = next_body(&gen, &next, until, &mut tally) {
+        tally.time(client.post(&authorization, body)).await;
     }
     (client, tally)
 }
@@ -211,11 +246,7 @@ async fn phase(
     for t in tasks {
         let (c, tally) = t.await.context("a client task failed")?;
         back.push(c);
-        all.latencies.extend(tally.latencies);
-        all.errors += tally.errors;
-        if all.first_error.is_none() {
-            all.first_error = tally.first_error;
-        }
+        all.absorb(tally);
     }
     Ok((back, all))
 }
