@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,12 @@ fn free_port() -> u16 {
 /// Starts tansu on `port`, or says why it cannot (a skipped test, unless
 /// services are required).
 fn start_tansu(port: u16) -> Option<Tansu> {
+    start_tansu_advertising(port, port)
+}
+
+/// Starts tansu listening on `port` and telling clients to connect to
+/// `advertised` (a proxy in front of it), or says why it cannot.
+fn start_tansu_advertising(port: u16, advertised: u16) -> Option<Tansu> {
     let Some(bin) = tansu_binary() else {
         service_unavailable(
             "tansu (Kafka broker)",
@@ -86,13 +93,14 @@ fn start_tansu(port: u16) -> Option<Tansu> {
         return None;
     };
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://127.0.0.1:{advertised}");
     let child = match Command::new(&bin)
         .args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
         ])
         .args(["--storage-engine", "memory://tansu/"])
         .stdin(Stdio::null())
@@ -365,6 +373,135 @@ async fn an_unreachable_broker_is_unavailable_then_recovers() {
         .expect("delivers once the broker is up");
     let (fetched, partitions) = fetch_all(&tansu.brokers(), EVENTS_TOPIC).await;
     assert_delivered(&batch, &fetched, partitions);
+}
+
+// ------------------------------------------------------------- idempotence
+
+/// A loopback proxy in front of tansu that can lose the broker's answer to
+/// one produce request, as a network fault right after the write would: it
+/// passes the request on, so the broker writes the records, then closes
+/// the client's connection without passing the answer back.
+struct AnswerLosingProxy {
+    port: u16,
+    armed: Arc<AtomicBool>,
+    lost: Arc<AtomicUsize>,
+}
+
+impl AnswerLosingProxy {
+    /// Listens on a free loopback port and forwards to `upstream`.
+    async fn start(upstream: u16) -> AnswerLosingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicUsize::new(0));
+        let (a, l) = (armed.clone(), lost.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(forward(client, upstream, a.clone(), l.clone()));
+            }
+        });
+        AnswerLosingProxy { port, armed, lost }
+    }
+
+    /// Loses the answer to the next produce request that passes.
+    fn lose_next_produce_answer(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// How many answers were lost so far.
+    fn answers_lost(&self) -> usize {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+/// Forwards one client connection, request frame by request frame.
+async fn forward(
+    mut client: tokio::net::TcpStream,
+    upstream: u16,
+    armed: Arc<AtomicBool>,
+    lost: Arc<AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// Kafka's api key of a produce request.
+    const PRODUCE: i16 = 0;
+    let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+        return;
+    };
+    let (mut from_broker, mut to_broker) = broker.into_split();
+    let (mut from_client, mut to_client) = client.split();
+    let cut = AtomicBool::new(false);
+    let answers = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from_broker.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if cut.load(Ordering::SeqCst) || to_client.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let requests = async {
+        loop {
+            let mut len = [0u8; 4];
+            if from_client.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            if from_client.read_exact(&mut frame).await.is_err() || frame.len() < 2 {
+                return;
+            }
+            let produce = i16::from_be_bytes([frame[0], frame[1]]) == PRODUCE;
+            let lose = produce && armed.swap(false, Ordering::SeqCst);
+            if lose {
+                cut.store(true, Ordering::SeqCst);
+            }
+            if to_broker.write_all(&len).await.is_err()
+                || to_broker.write_all(&frame).await.is_err()
+            {
+                return;
+            }
+            if lose {
+                lost.fetch_add(1, Ordering::SeqCst);
+                // Give the broker time to write the records, then drop
+                // both sides without the answer.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return;
+            }
+        }
+    };
+    tokio::join!(answers, requests);
+}
+
+/// The point: the producer is idempotent. A produce request whose
+/// answer is lost is sent again by the producer on a new connection, and
+/// the broker, knowing the producer id and sequence, writes it only once.
+/// A plain producer writes those records twice here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_request_sent_again_after_a_lost_answer_is_written_once() {
+    init_tracing();
+    let listen = free_port();
+    let proxy = AnswerLosingProxy::start(listen).await;
+    let Some(_tansu) = start_tansu_advertising(listen, proxy.port) else {
+        return;
+    };
+    let brokers = format!("127.0.0.1:{}", proxy.port);
+    let sink = kafka::connect(&brokers).await.unwrap();
+    // The first delivery creates the topics and starts the producer.
+    let first = events(0, 10);
+    deliver(&sink, &first).await.unwrap();
+
+    proxy.lose_next_produce_answer();
+    let second = events(10, 30);
+    deliver(&sink, &second)
+        .await
+        .expect("the producer sends the request again by itself");
+    assert_eq!(proxy.answers_lost(), 1, "an answer was lost on the way");
+
+    let sent: Vec<Message> = first.into_iter().chain(second).collect();
+    let (fetched, partitions) = fetch_all(&brokers, EVENTS_TOPIC).await;
+    assert_delivered(&sent, &fetched, partitions);
 }
 
 // ------------------------------------------------------------- the consumer

@@ -42,10 +42,12 @@
 use super::consume::{record, Outcome};
 use super::kafka::{self, MSG_ID_HEADER};
 use crate::AppState;
+use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::Client;
+use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
+use rskafka::BackoffConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -74,11 +76,77 @@ const IDLE_PAUSE: Duration = Duration::from_millis(100);
 /// request timeout of its own, so a broker that accepts connections but
 /// never answers would otherwise hold the consumer forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long rskafka retries a failing request before it gives up; the
+/// consumer retries afterwards with its own backoff.
+const RETRY_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the broker may take to create a topic, in milliseconds.
+const CREATE_TIMEOUT_MS: i32 = 5_000;
 /// How often the topic's partition count is checked.
 const RECHECK_EVERY: Duration = Duration::from_secs(30);
 /// The most payload bytes a dead-letter envelope carries; the rest is cut,
 /// so the envelope stays under the broker's record size limit.
 const MAX_DEAD_PAYLOAD: usize = 256 * 1024;
+
+/// Connects to the cluster through `brokers`: rskafka gives up on a
+/// failing request after [`RETRY_DEADLINE`], and the caller retries with
+/// its own backoff.
+async fn client(brokers: &[String]) -> Result<Client, String> {
+    ClientBuilder::new(brokers.to_vec())
+        .client_id("patchaudit")
+        .backoff_config(BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 3.0,
+            deadline: Some(RETRY_DEADLINE),
+        })
+        .build()
+        .await
+        .map_err(|e| format!("cannot reach the brokers {}: {e}", brokers.join(",")))
+}
+
+/// Creates a topic with the sink's partition count and replication, or
+/// finds the one another client created meanwhile; returns its partition
+/// count.
+async fn create_topic(client: &Client, name: &str) -> Result<usize, String> {
+    let controller = client
+        .controller_client()
+        .map_err(|e| format!("finding the controller: {e}"))?;
+    match controller
+        .create_topic(
+            name,
+            kafka::PARTITIONS,
+            kafka::REPLICATION,
+            CREATE_TIMEOUT_MS,
+        )
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(
+                topic = name,
+                partitions = kafka::PARTITIONS,
+                "created the Kafka topic"
+            );
+            Ok(kafka::PARTITIONS as usize)
+        }
+        Err(KafkaError::ServerError {
+            protocol_error: ProtocolError::TopicAlreadyExists,
+            ..
+        }) => client
+            .list_topics()
+            .await
+            .map_err(|e| format!("listing the topics: {e}"))?
+            .into_iter()
+            .find(|t| t.name == name)
+            .map(|t| t.partitions.len())
+            .ok_or_else(|| format!("the topic {name} exists but is not listed")),
+        Err(e) => Err(format!("creating the topic {name}: {e}")),
+    }
+}
+
+/// The current time, to the millisecond, as Kafka keeps it.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(kafka::now_millis()).unwrap_or_default()
+}
 
 /// The cursor that keeps a partition's next offset.
 pub fn cursor_name(topic: &str, partition: i32) -> String {
@@ -160,14 +228,14 @@ async fn run(
     progress: &mut BTreeMap<i32, Progress>,
     backoff: &mut Duration,
 ) -> Result<(), String> {
-    let client = timed("connecting", kafka::client(brokers)).await??;
+    let client = timed("connecting", client(brokers)).await??;
     let existing = timed("listing the topics", client.list_topics())
         .await?
         .map_err(|e| format!("listing the topics: {e}"))?;
     let partitions: Vec<i32> = match existing.iter().find(|t| t.name == topic) {
         Some(t) => t.partitions.iter().copied().collect(),
         None => {
-            let n = timed("creating the topic", kafka::create_topic(&client, topic)).await??;
+            let n = timed("creating the topic", create_topic(&client, topic)).await??;
             (0..i32::try_from(n).unwrap_or(i32::MAX)).collect()
         }
     };
@@ -179,7 +247,7 @@ async fn run(
         None => {
             timed(
                 "creating the dead-letter topic",
-                kafka::create_topic(&client, DEAD_LETTER_TOPIC),
+                create_topic(&client, DEAD_LETTER_TOPIC),
             )
             .await??
         }
@@ -444,7 +512,7 @@ impl DeadLetters<'_> {
                 (MSG_ID_HEADER.to_owned(), id.as_bytes().to_vec()),
                 ("content-type".to_owned(), b"application/json".to_vec()),
             ]),
-            timestamp: kafka::now(),
+            timestamp: now(),
         };
         timed(
             "dead-lettering",

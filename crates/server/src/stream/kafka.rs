@@ -15,17 +15,26 @@
 //! producer; the sink reads the partition count again whenever it
 //! reconnects.
 //!
-//! A batch is split by partition, keeping the order of the batch. The
-//! partitions are written at the same time, each in order, and the batch
-//! succeeds once the broker acknowledged every record (`acks=all`).
+//! A batch is enqueued in order on one producer and succeeds once the
+//! broker acknowledged every record (`acks=all`). Records of one partition
+//! are sent in enqueue order, at most five requests in flight, and a retry
+//! never reorders them.
 //!
-//! Delivery is at least once. rskafka, the pure Rust client used here, has
-//! no idempotent producer (it never asks for a producer id), so Kafka
-//! cannot drop a record that is sent again, as NATS does with
-//! `Nats-Msg-Id`. A batch retried after an error, or a restart before the
-//! cursor was saved, writes some records twice. Every record carries the
-//! header [`MSG_ID_HEADER`] with the message's stable id (`<seq>`,
-//! `<seq>:<event_id>` or `alert:<id>`), and consumers drop the repeats by
+//! The producer is idempotent where the broker supports it: it asks for a
+//! producer id (`InitProducerId`) and numbers every batch, so a produce
+//! request that the client sends again after a lost answer or a dropped
+//! connection is written once; the broker recognises the sequence. The
+//! client is krafka, a pure Rust Kafka client with an idempotent producer
+//! (rskafka, which the broker consumer uses, has none). A cluster that
+//! refuses a producer id gets a plain producer instead, with a warning.
+//!
+//! Idempotence covers the producer's own retries only. When a whole
+//! delivery fails (the broker is down past the producer's delivery
+//! timeout) or the server restarts before the cursor was saved, the stream
+//! sends the batch again from the cursor with a new producer, and Kafka
+//! keeps both copies. Every record therefore also carries the header
+//! [`MSG_ID_HEADER`] with the message's stable id (`<seq>`,
+//! `<seq>:<event_id>` or `alert:<id>`), and consumers drop such repeats by
 //! it.
 //!
 //! [`connect`] does not contact the brokers. The first delivery does, and
@@ -35,13 +44,11 @@
 
 use super::{Message, Sink, SinkError, Source};
 use async_trait::async_trait;
-use rskafka::chrono::{DateTime, Utc};
-use rskafka::client::error::{Error as KafkaError, ProtocolError};
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
-use rskafka::record::Record;
-use rskafka::BackoffConfig;
-use std::collections::{BTreeMap, HashMap};
+use krafka::admin::{CreateTopicsOptions, ListTopicsOptions, NewTopic};
+use krafka::error::ErrorCode;
+use krafka::producer::{Acks, Producer};
+use krafka::{Kafka, KrafkaError, Record};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
@@ -57,18 +64,15 @@ pub const REPLICATION: i16 = 1;
 /// The record header that carries the message's stable id.
 pub const MSG_ID_HEADER: &str = "patchaudit-msg-id";
 
-/// How long rskafka retries a failing request before it gives up. The
-/// stream retries the batch itself afterwards, with its own backoff.
-const RETRY_DEADLINE: Duration = Duration::from_secs(5);
-/// The longest a whole delivery may take. rskafka has no request timeout,
-/// so a broker that accepts connections but never answers would otherwise
-/// hold the sink forever.
+/// How long the producer keeps retrying a record before the delivery fails.
+/// Its retries are idempotent, so retrying there is better than failing the
+/// batch and sending it again from the cursor.
+const PRODUCER_DELIVERY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one request to the broker may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a whole delivery may take, connecting included: a broker
+/// that accepts connections but never answers must not hold the sink.
 const DELIVER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the broker may take to create a topic, in milliseconds.
-const CREATE_TIMEOUT_MS: i32 = 5_000;
-/// The most record bytes sent in one produce request, well under Kafka's
-/// default `message.max.bytes` of about 1 MiB.
-const MAX_REQUEST_BYTES: usize = 512 * 1024;
 
 /// Publishes to Kafka.
 pub struct KafkaSink {
@@ -78,13 +82,11 @@ pub struct KafkaSink {
     conn: Mutex<Option<Arc<Connection>>>,
 }
 
-/// A client with the topics known to exist.
+/// A producer with the topics known to exist.
 struct Connection {
-    client: Client,
+    producer: Producer,
     /// The partition count of each topic.
     partitions: HashMap<&'static str, i32>,
-    /// The partition clients made so far, by topic and partition.
-    cache: Mutex<HashMap<(&'static str, i32), Arc<PartitionClient>>>,
 }
 
 /// Makes a sink for the comma-separated bootstrap brokers `brokers`
@@ -121,23 +123,6 @@ pub(crate) fn parse_brokers(brokers: &str) -> Result<Vec<String>, String> {
         return Err("no Kafka broker given: expected host:port[,host:port...]".into());
     }
     Ok(list)
-}
-
-/// Connects to the cluster through `brokers`, with the retry settings the
-/// sink uses: rskafka gives up on a failing request after
-/// [`RETRY_DEADLINE`], and the caller retries with its own backoff.
-pub(crate) async fn client(brokers: &[String]) -> Result<Client, String> {
-    ClientBuilder::new(brokers.to_vec())
-        .client_id("patchaudit")
-        .backoff_config(BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            base: 3.0,
-            deadline: Some(RETRY_DEADLINE),
-        })
-        .build()
-        .await
-        .map_err(|e| format!("cannot reach the brokers {}: {e}", brokers.join(",")))
 }
 
 /// The topic of a source.
@@ -200,8 +185,8 @@ impl KafkaSink {
 
     async fn try_deliver(&self, batch: &[Message]) -> Result<(), String> {
         let conn = self.connection().await?;
-        let timestamp = now();
-        let mut groups: BTreeMap<(&'static str, i32), Vec<Record>> = BTreeMap::new();
+        let timestamp = now_millis();
+        let mut pending = Vec::with_capacity(batch.len());
         for m in batch {
             let topic = topic(m.source);
             let partitions = conn
@@ -210,44 +195,64 @@ impl KafkaSink {
                 .copied()
                 .ok_or_else(|| format!("the topic {topic} is not known"))?;
             let partition = partition_for(m.key.as_bytes(), partitions);
-            groups
-                .entry((topic, partition))
-                .or_default()
-                .push(record(m, timestamp));
+            let handle = conn
+                .producer
+                .enqueue(record(m, topic, partition, timestamp))
+                .await
+                .map_err(|e| format!("queueing a record for {topic}/{partition}: {e}"))?;
+            pending.push((topic, partition, handle));
         }
-        let sends = groups.into_iter().map(|((topic, partition), records)| {
-            let conn = &conn;
-            async move {
-                let client = conn.partition(topic, partition).await?;
-                for chunk in chunks(records) {
-                    let n = chunk.len();
-                    client
-                        .produce(chunk, Compression::NoCompression)
-                        .await
-                        .map_err(|e| format!("writing {n} records to {topic}/{partition}: {e}"))?;
-                }
-                Ok::<_, String>(())
+        let mut repeats = 0;
+        for (topic, partition, handle) in pending {
+            let written = handle
+                .await
+                .map_err(|e| format!("writing a record to {topic}/{partition}: {e}"))?;
+            if written.is_deduplicated() {
+                repeats += 1;
             }
-        });
-        futures::future::try_join_all(sends).await?;
+        }
+        if repeats > 0 {
+            // The broker had written these already, from a request the
+            // producer sent again: idempotence at work, worth seeing.
+            metrics::counter!("patchaudit_stream_kafka_deduplicated_total").increment(repeats);
+            tracing::info!(
+                records = repeats,
+                "the Kafka broker dropped records sent twice"
+            );
+        }
         Ok(())
     }
 }
 
 impl Connection {
-    /// Connects to the cluster and makes sure both topics exist.
+    /// Connects to the cluster, makes sure both topics exist, and starts a
+    /// producer: an idempotent one unless the cluster refuses it a
+    /// producer id.
     async fn open(brokers: &[String]) -> Result<Connection, String> {
-        let client = client(brokers).await?;
-        let existing = client
-            .list_topics()
+        let kafka = Kafka::builder(brokers.join(","))
+            .client_id("patchaudit")
+            .request_timeout(REQUEST_TIMEOUT)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach the brokers {}: {e}", brokers.join(",")))?;
+        let existing = kafka
+            .admin()
+            .list_topics(ListTopicsOptions::default())
             .await
             .map_err(|e| format!("listing the topics: {e}"))?;
+        for name in [EVENTS_TOPIC, ALERTS_TOPIC] {
+            if !existing.iter().any(|t| t == name) {
+                create_topic(&kafka, name).await?;
+            }
+        }
+        let producer = producer(&kafka).await?;
         let mut partitions = HashMap::new();
         for name in [EVENTS_TOPIC, ALERTS_TOPIC] {
-            let count = match existing.iter().find(|t| t.name == name) {
-                Some(t) => t.partitions.len(),
-                None => create_topic(&client, name).await?,
-            };
+            let count = producer
+                .partitions_for(name)
+                .await
+                .map_err(|e| format!("reading the partitions of {name}: {e}"))?
+                .len();
             let count = i32::try_from(count)
                 .ok()
                 .filter(|n| *n > 0)
@@ -255,106 +260,83 @@ impl Connection {
             partitions.insert(name, count);
         }
         Ok(Connection {
-            client,
+            producer,
             partitions,
-            cache: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The client of one partition, made on first use.
-    async fn partition(
-        &self,
-        topic: &'static str,
-        partition: i32,
-    ) -> Result<Arc<PartitionClient>, String> {
-        let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.get(&(topic, partition)) {
-            return Ok(c.clone());
-        }
-        let c = Arc::new(
-            self.client
-                .partition_client(topic, partition, UnknownTopicHandling::Retry)
-                .await
-                .map_err(|e| format!("finding the leader of {topic}/{partition}: {e}"))?,
-        );
-        cache.insert((topic, partition), c.clone());
-        Ok(c)
     }
 }
 
-/// Creates a topic, or finds the one another client created meanwhile;
-/// returns its partition count.
-pub(crate) async fn create_topic(client: &Client, name: &str) -> Result<usize, String> {
-    let controller = client
-        .controller_client()
-        .map_err(|e| format!("finding the controller: {e}"))?;
-    match controller
-        .create_topic(name, PARTITIONS, REPLICATION, CREATE_TIMEOUT_MS)
+/// Starts the sink's producer: idempotent, or plain on a cluster that
+/// refuses a producer id. A network error or a timeout is returned as it
+/// is, since it says nothing about what the cluster supports.
+async fn producer(kafka: &Kafka) -> Result<Producer, String> {
+    let build = |idempotent: bool| {
+        kafka
+            .producer()
+            .acks(Acks::All)
+            .idempotent(idempotent)
+            .delivery_timeout(PRODUCER_DELIVERY_TIMEOUT)
+            .max_block(REQUEST_TIMEOUT)
+            .build()
+    };
+    match build(true).await {
+        Ok(p) => Ok(p),
+        Err(e) if !e.is_retriable() => {
+            let p = build(false)
+                .await
+                .map_err(|e| format!("starting the producer: {e}"))?;
+            tracing::warn!(
+                error = %e,
+                "the Kafka cluster gave the producer no producer id; publishing without idempotence, \
+                 so a retried request may write a record twice (consumers drop repeats by the patchaudit-msg-id header)"
+            );
+            Ok(p)
+        }
+        Err(e) => Err(format!("starting the idempotent producer: {e}")),
+    }
+}
+
+/// Creates a topic; one that another client created meanwhile is fine.
+async fn create_topic(kafka: &Kafka, name: &str) -> Result<(), String> {
+    let topic = NewTopic::new(name, PARTITIONS, REPLICATION).map_err(|e| e.to_string())?;
+    let mut results = kafka
+        .admin()
+        .create_topics([topic], CreateTopicsOptions::default())
         .await
-    {
-        Ok(()) => {
+        .map_err(|e| format!("creating the topic {name}: {e}"))?;
+    match results.remove(name) {
+        Some(Ok(())) => {
             tracing::info!(
                 topic = name,
                 partitions = PARTITIONS,
                 "created the Kafka topic"
             );
-            Ok(PARTITIONS as usize)
+            Ok(())
         }
-        Err(KafkaError::ServerError {
-            protocol_error: ProtocolError::TopicAlreadyExists,
+        Some(Err(KrafkaError::Broker {
+            code: ErrorCode::TopicAlreadyExists,
             ..
-        }) => client
-            .list_topics()
-            .await
-            .map_err(|e| format!("listing the topics: {e}"))?
-            .into_iter()
-            .find(|t| t.name == name)
-            .map(|t| t.partitions.len())
-            .ok_or_else(|| format!("the topic {name} exists but is not listed")),
-        Err(e) => Err(format!("creating the topic {name}: {e}")),
+        })) => Ok(()),
+        Some(Err(e)) => Err(format!("creating the topic {name}: {e}")),
+        None => Err(format!("creating the topic {name}: no answer for it")),
     }
 }
 
-/// The record of a message.
-fn record(m: &Message, timestamp: DateTime<Utc>) -> Record {
-    Record {
-        key: Some(m.key.as_bytes().to_vec()),
-        value: Some(m.body.to_vec()),
-        headers: BTreeMap::from([
-            (MSG_ID_HEADER.to_owned(), m.id.as_bytes().to_vec()),
-            ("content-type".to_owned(), b"application/json".to_vec()),
-        ]),
-        timestamp,
-    }
+/// The record of a message, for `partition` of `topic`.
+fn record(m: &Message, topic: &str, partition: i32, timestamp: i64) -> Record {
+    Record::new(topic, m.body.to_vec())
+        .partition(partition)
+        .key(m.key.as_bytes().to_vec())
+        .header(MSG_ID_HEADER, m.id.as_bytes().to_vec())
+        .header("content-type", &b"application/json"[..])
+        .timestamp(timestamp)
 }
 
-/// The current time, to the millisecond, as Kafka keeps it.
-pub(crate) fn now() -> DateTime<Utc> {
-    let ms = SystemTime::now()
+/// The current time in milliseconds since the epoch, as Kafka keeps it.
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-/// Splits records, in order, into requests of at most
-/// [`MAX_REQUEST_BYTES`] (a larger record goes alone).
-fn chunks(records: Vec<Record>) -> Vec<Vec<Record>> {
-    let mut out: Vec<Vec<Record>> = Vec::new();
-    let mut size = 0;
-    for r in records {
-        let s = r.approximate_size();
-        match out.last_mut() {
-            Some(last) if size + s <= MAX_REQUEST_BYTES => {
-                last.push(r);
-                size += s;
-            }
-            _ => {
-                out.push(vec![r]);
-                size = s;
-            }
-        }
-    }
-    out
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[async_trait]
@@ -416,37 +398,6 @@ mod tests {
         }
         assert!(seen.iter().all(|n| *n > 50), "{seen:?}");
         assert_eq!(partition_for(b"anything", 1), 0);
-    }
-
-    #[test]
-    fn chunks_keep_order_and_size() {
-        let rec = |n: usize| Record {
-            key: None,
-            value: Some(vec![0; n]),
-            headers: BTreeMap::new(),
-            timestamp: now(),
-        };
-        let big = MAX_REQUEST_BYTES / 2 + 1;
-        let out = chunks(vec![
-            rec(1),
-            rec(big),
-            rec(big),
-            rec(2 * MAX_REQUEST_BYTES),
-            rec(3),
-        ]);
-        let sizes: Vec<Vec<usize>> = out
-            .iter()
-            .map(|c| c.iter().map(Record::approximate_size).collect())
-            .collect();
-        assert_eq!(
-            sizes,
-            vec![
-                vec![1, big],
-                vec![big],
-                vec![2 * MAX_REQUEST_BYTES],
-                vec![3]
-            ]
-        );
     }
 
     #[tokio::test]
