@@ -47,7 +47,7 @@ use async_trait::async_trait;
 use krafka::admin::{CreateTopicsOptions, ListTopicsOptions, NewTopic};
 use krafka::error::ErrorCode;
 use krafka::producer::{Acks, Producer};
-use krafka::{Kafka, KrafkaError, Record};
+use krafka::{CloseOptions, Kafka, KrafkaError, Record};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,6 +70,8 @@ pub const MSG_ID_HEADER: &str = "patchaudit-msg-id";
 const PRODUCER_DELIVERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one request to the broker may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing an idle producer may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest a whole delivery may take, connecting included: a broker
 /// that accepts connections but never answers must not hold the sink.
 const DELIVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,9 +86,25 @@ pub struct KafkaSink {
 
 /// A producer with the topics known to exist.
 struct Connection {
-    producer: Producer,
+    producer: Arc<Producer>,
     /// The partition count of each topic.
     partitions: HashMap<&'static str, i32>,
+}
+
+impl Drop for Connection {
+    /// Closes the producer when the sink goes away (at shutdown every
+    /// delivery was awaited, so nothing is left to send). krafka warns about
+    /// a producer dropped without a close.
+    fn drop(&mut self) {
+        let producer = self.producer.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = producer
+                    .close_with(CloseOptions::new().timeout(CLOSE_TIMEOUT))
+                    .await;
+            });
+        }
+    }
 }
 
 /// Makes a sink for the comma-separated bootstrap brokers `brokers`
@@ -260,7 +278,7 @@ impl Connection {
             partitions.insert(name, count);
         }
         Ok(Connection {
-            producer,
+            producer: Arc::new(producer),
             partitions,
         })
     }
@@ -354,7 +372,15 @@ impl Sink for KafkaSink {
             Err(_) => Err(format!("no answer within {DELIVER_TIMEOUT:?}")),
         };
         if let Err(e) = result {
-            *self.conn.lock().await = None;
+            if let Some(conn) = self.conn.lock().await.take() {
+                // Stop the failed producer now: left to itself it would keep
+                // retrying this batch in the background while the stream
+                // sends it again from the cursor with a new producer.
+                let _ = conn
+                    .producer
+                    .close_with(CloseOptions::new().timeout(Duration::ZERO))
+                    .await;
+            }
             return Err(SinkError::Unavailable(format!("Kafka: {e}")));
         }
         Ok(())
