@@ -506,6 +506,161 @@ async fn a_produce_request_sent_again_after_a_lost_answer_is_written_once() {
     assert_delivered(&sent, &fetched, partitions);
 }
 
+/// Forwards one client connection, hiding `InitProducerId` in the broker's
+/// `ApiVersions` answers (its api key is rewritten to one no client knows),
+/// as a broker without idempotent producers would answer. Counts the
+/// answers it changed in `hidden`.
+async fn forward_hiding_init_producer_id(
+    mut client: tokio::net::TcpStream,
+    upstream: u16,
+    hidden: Arc<AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const API_VERSIONS: i16 = 18;
+    const INIT_PRODUCER_ID: i16 = 22;
+    let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+        return;
+    };
+    let (mut from_broker, mut to_broker) = broker.into_split();
+    let (mut from_client, mut to_client) = client.split();
+    // The ApiVersions requests in flight: correlation id to version.
+    let asked = std::sync::Mutex::new(HashMap::<i32, i16>::new());
+    let requests = async {
+        loop {
+            let mut len = [0u8; 4];
+            if from_client.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            if from_client.read_exact(&mut frame).await.is_err() || frame.len() < 8 {
+                return;
+            }
+            if i16::from_be_bytes([frame[0], frame[1]]) == API_VERSIONS {
+                let version = i16::from_be_bytes([frame[2], frame[3]]);
+                let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                asked.lock().unwrap().insert(correlation, version);
+            }
+            if to_broker.write_all(&len).await.is_err()
+                || to_broker.write_all(&frame).await.is_err()
+            {
+                return;
+            }
+        }
+    };
+    let answers = async {
+        loop {
+            let mut len = [0u8; 4];
+            if from_broker.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            if from_broker.read_exact(&mut frame).await.is_err() || frame.len() < 4 {
+                return;
+            }
+            let correlation = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+            let version = asked.lock().unwrap().remove(&correlation);
+            if let Some(version) = version {
+                if hide_api_key(&mut frame, version, INIT_PRODUCER_ID) {
+                    hidden.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            if to_client.write_all(&len).await.is_err()
+                || to_client.write_all(&frame).await.is_err()
+            {
+                return;
+            }
+        }
+    };
+    tokio::join!(requests, answers);
+}
+
+/// Rewrites the api key `key` in an `ApiVersions` answer of `version`
+/// (after the 4-byte response header) to 32767; true if it was there.
+fn hide_api_key(frame: &mut [u8], version: i16, key: i16) -> bool {
+    fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..35).step_by(7) {
+            let byte = *b.get(*at)?;
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut at = 4 + 2; // the header, then error_code
+    let flexible = version >= 3;
+    let count = if flexible {
+        match varint(frame, &mut at) {
+            Some(n) if n > 0 => n - 1,
+            _ => return false,
+        }
+    } else {
+        let Some(n) = frame.get(at..at + 4) else {
+            return false;
+        };
+        at += 4;
+        u64::from(u32::from_be_bytes([n[0], n[1], n[2], n[3]]))
+    };
+    for _ in 0..count {
+        let Some(k) = frame.get(at..at + 2) else {
+            return false;
+        };
+        if i16::from_be_bytes([k[0], k[1]]) == key {
+            frame[at..at + 2].copy_from_slice(&i16::MAX.to_be_bytes());
+            return true;
+        }
+        at += 6;
+        if flexible {
+            // Tagged fields: a count, then (tag, size, bytes) each.
+            let Some(tags) = varint(frame, &mut at) else {
+                return false;
+            };
+            for _ in 0..tags {
+                let (Some(_), Some(size)) = (varint(frame, &mut at), varint(frame, &mut at)) else {
+                    return false;
+                };
+                at += size as usize;
+            }
+        }
+    }
+    false
+}
+
+/// A cluster that gives no producer id still gets every record, from a
+/// plain producer (with a warning in the log), rather than a sink that
+/// never delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_producer_ids_gets_a_plain_producer() {
+    init_tracing();
+    let listen = free_port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let hidden = Arc::new(AtomicUsize::new(0));
+    let h = hidden.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(forward_hiding_init_producer_id(client, listen, h.clone()));
+        }
+    });
+    let Some(_tansu) = start_tansu_advertising(listen, proxy_port) else {
+        return;
+    };
+    let brokers = format!("127.0.0.1:{proxy_port}");
+    let sink = kafka::connect(&brokers).await.unwrap();
+    let sent = events(0, 25);
+    deliver(&sink, &sent)
+        .await
+        .expect("a plain producer delivers");
+    assert!(
+        hidden.load(Ordering::SeqCst) > 0,
+        "the proxy hid InitProducerId from the producer"
+    );
+    let (fetched, partitions) = fetch_all(&brokers, EVENTS_TOPIC).await;
+    assert_delivered(&sent, &fetched, partitions);
+}
+
 // ------------------------------------------------------------- the consumer
 
 /// How long the consumer may take to catch up before the test calls it hung.
