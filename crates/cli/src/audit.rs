@@ -8,7 +8,7 @@
 //! its signed history is reported with the reason, and the exit code is 7.
 
 use crate::backend::{store_failure, Backend};
-use crate::commands::open_store;
+use crate::commands::open_store_for_audit;
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::{ExportArgs, KeyArgs, KeyCommand, ProveArgs, VerifyArgs};
@@ -357,7 +357,7 @@ pub async fn verify(config: &Config, a: VerifyArgs) -> Result<()> {
     let result = match &a.input {
         Some(path) => verify_export(path, &trusted, a.quiet),
         None => {
-            let store = open_store(config, true).await?;
+            let store = open_store_for_audit(config).await?;
             verify_store(&*store, &trusted, a.quiet, a.check_tree).await
         }
     };
@@ -768,7 +768,7 @@ pub async fn prove(config: &Config, a: ProveArgs) -> Result<()> {
             (event, p.size, decode_hashes(&p.proof)?, p.checkpoint)
         }
         None => {
-            let store: Arc<dyn Store> = open_store(config, true).await?;
+            let store: Arc<dyn Store> = open_store_for_audit(config).await?;
             let cp = store
                 .checkpoint()
                 .await
@@ -853,7 +853,7 @@ pub async fn export(config: &Config, a: ExportArgs) -> Result<()> {
             (remote, note)
         }
         None => {
-            let store = open_store(config, true).await?;
+            let store = open_store_for_audit(config).await?;
             let cp = store
                 .checkpoint()
                 .await

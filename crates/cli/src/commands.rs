@@ -129,7 +129,15 @@ fn init_logging(config: &Config, serving: bool) {
 /// Opens the local ledger. Reads need no key; writes load the checkpoint
 /// signing key, creating it on first use.
 pub(crate) async fn open_store(config: &Config, reads_only: bool) -> Result<Arc<dyn Store>> {
-    open_store_with(config, !reads_only, reads_only).await
+    open_store_with(config, !reads_only, reads_only, false).await
+}
+
+/// Opens an existing ledger for an auditor's commands (`verify`, `export`,
+/// `prove`), which never write: on PostgreSQL without migrating and in
+/// read-only transactions, so a role with only `SELECT` on the ledger's
+/// tables can run them.
+pub(crate) async fn open_store_for_audit(config: &Config) -> Result<Arc<dyn Store>> {
+    open_store_with(config, false, true, true).await
 }
 
 /// Opens the ledger to change records only (tokens): no event is appended,
@@ -137,10 +145,15 @@ pub(crate) async fn open_store(config: &Config, reads_only: bool) -> Result<Arc<
 /// created, which is how the first admin token is made before the first
 /// `serve`.
 pub(crate) async fn open_store_for_records(config: &Config) -> Result<Arc<dyn Store>> {
-    open_store_with(config, false, false).await
+    open_store_with(config, false, false, false).await
 }
 
-async fn open_store_with(config: &Config, signs: bool, must_exist: bool) -> Result<Arc<dyn Store>> {
+async fn open_store_with(
+    config: &Config,
+    signs: bool,
+    must_exist: bool,
+    read_only: bool,
+) -> Result<Arc<dyn Store>> {
     let signer = if !signs {
         None
     } else {
@@ -174,6 +187,7 @@ async fn open_store_with(config: &Config, signs: bool, must_exist: bool) -> Resu
                 url.expose(),
                 PgOptions {
                     signer,
+                    read_only,
                     ..PgOptions::default()
                 },
             )

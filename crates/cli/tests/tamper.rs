@@ -809,3 +809,93 @@ fn row_inserted_with_a_duplicate_seq_postgres() {
         );
     }
 }
+
+/// An auditor's role needs only `SELECT`: `verify`, `export` and `prove`
+/// open a PostgreSQL ledger without migrating it and in read-only
+/// transactions, so a role that may not create or change anything still
+/// checks the whole ledger.
+#[test]
+fn an_auditor_with_select_only_verifies_exports_and_proves_on_postgres() {
+    let Some(ledger) = Ledger::postgres() else {
+        return;
+    };
+    let Db::Postgres { schema, .. } = &ledger.db else {
+        unreachable!()
+    };
+    let role = format!("{}_auditor", schema.name());
+    ledger.psql(&format!(
+        "CREATE ROLE {role} LOGIN;\n\
+         GRANT USAGE ON SCHEMA {s} TO {role};\n\
+         GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {role};",
+        s = schema.name()
+    ));
+    // Dropped before the schema is: the role's grants go with it.
+    struct DropRole<'a>(&'a Ledger, String);
+    impl Drop for DropRole<'_> {
+        fn drop(&mut self) {
+            self.0
+                .psql(&format!("DROP OWNED BY {r}; DROP ROLE {r};", r = self.1));
+        }
+    }
+    let _role = DropRole(&ledger, role.clone());
+
+    // The ledger's URL with the auditor as its user.
+    let url = ledger.url();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let rest = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let url = format!("{scheme}://{role}@{rest}");
+    let key = ledger.d().join("k.key");
+    let public = run(
+        ledger.d(),
+        &["key", "public", "--signing-key", key.to_str().unwrap()],
+    );
+    assert!(public.status.success(), "{}", stderr(&public));
+    let public = stdout(&public).trim().to_owned();
+    let audit = |args: &[&str]| {
+        run(
+            ledger.d(),
+            &[&["--database-url", url.as_str()][..], args].concat(),
+        )
+    };
+
+    let o = audit(&["verify", "--key", &public, "--check-tree", "--json"]);
+    assert!(o.status.success(), "verify as the auditor: {}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["events"], N, "{report}");
+
+    let export = ledger.d().join("audit.ndjson");
+    let o = audit(&["export", "--output", export.to_str().unwrap()]);
+    assert!(o.status.success(), "export as the auditor: {}", stderr(&o));
+    let o = run(
+        ledger.d(),
+        &[
+            "verify",
+            "--input",
+            export.to_str().unwrap(),
+            "--key",
+            &public,
+        ],
+    );
+    assert!(o.status.success(), "the auditor's export: {}", stderr(&o));
+
+    let o = audit(&["prove", &K.to_string(), "--key", &public]);
+    assert!(o.status.success(), "prove as the auditor: {}", stderr(&o));
+
+    // A command that writes is still refused to this role, by the database.
+    let o = audit(&[
+        "--signing-key",
+        key.to_str().unwrap(),
+        "log",
+        "--system",
+        "web-01",
+        "--patch-id",
+        "KB1",
+        "--status",
+        "success",
+        "--applied-at",
+        "2024-06-19T08:30:00Z",
+    ]);
+    assert!(!o.status.success(), "the auditor appended an event");
+    assert!(stderr(&o).contains("permission denied"), "{}", stderr(&o));
+}

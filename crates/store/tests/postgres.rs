@@ -208,3 +208,58 @@ async fn bad_urls_and_unreachable_servers_are_one_clear_line() {
         assert!(err.to_string().contains("patchaudit_no_such_db"), "{err}");
     }
 }
+
+/// A read-only open changes nothing: it refuses a schema it would have to
+/// create or migrate, naming what it found, and a store opened read-only
+/// reads the ledger but cannot append to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_open_neither_migrates_nor_writes() {
+    if !pg_reachable() {
+        return;
+    }
+    let read_only = |schema: &str| PgOptions {
+        read_only: true,
+        ..options(schema)
+    };
+    let guard = TestSchema::create().await;
+    let err = PgStore::connect(&pg_test_url(), read_only(guard.name()))
+        .await
+        .err()
+        .expect("an empty schema is refused");
+    let msg = err.to_string();
+    assert!(msg.contains("no patchaudit schema"), "{msg}");
+    assert!(msg.contains("does not migrate"), "{msg}");
+    let c = raw_client(guard.name()).await;
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+            &[&guard.name()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "the read-only open created tables");
+
+    // Migrated and holding one event, it opens read-only and reads.
+    let writer = PgStore::connect(&pg_test_url(), options(guard.name()))
+        .await
+        .unwrap();
+    writer
+        .append(vec![event("s", "P", 0, Status::Success)], "")
+        .await
+        .unwrap();
+    let reader = PgStore::connect(&pg_test_url(), read_only(guard.name()))
+        .await
+        .unwrap();
+    assert_eq!(reader.len().await.unwrap(), 1);
+    assert!(reader.checkpoint().await.unwrap().is_some());
+    let err = reader
+        .append(vec![event("s", "P", 1, Status::Success)], "")
+        .await
+        .expect_err("no append");
+    assert!(
+        err.to_string().contains("read-only"),
+        "the database refused the write: {err}"
+    );
+    assert_eq!(writer.len().await.unwrap(), 1);
+}

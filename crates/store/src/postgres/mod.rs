@@ -47,6 +47,12 @@ pub struct PgOptions {
     /// store can read and prove but not append. Every instance writing one
     /// ledger must use the same key.
     pub signer: Option<Arc<NoteSigner>>,
+    /// Opens the ledger only to read it, as an auditor does: no migration,
+    /// no partition maintenance, and every transaction read-only
+    /// (`default_transaction_read_only`), so a role with only `SELECT` on
+    /// the tables suffices. The schema must already be at this build's
+    /// version.
+    pub read_only: bool,
 }
 
 impl Default for PgOptions {
@@ -57,6 +63,7 @@ impl Default for PgOptions {
             max_group_events: 50_000,
             connect_timeout: Duration::from_secs(5),
             signer: None,
+            read_only: false,
         }
     }
 }
@@ -193,7 +200,24 @@ impl PgStore {
                     "schema {schema:?} must be 1-63 lower-case letters, digits or underscores"
                 )));
             }
-            config.options(format!("-c search_path={schema}"));
+        }
+        let mut server_options = Vec::new();
+        if let Some(schema) = &options.schema {
+            server_options.push(format!("-c search_path={schema}"));
+        }
+        if options.read_only {
+            server_options.push("-c default_transaction_read_only=on".to_owned());
+        }
+        if !server_options.is_empty() {
+            // These settings add to the URL's own `options`, which may
+            // already choose the search_path.
+            let mut all: Vec<String> = config
+                .get_options()
+                .map(str::to_owned)
+                .into_iter()
+                .collect();
+            all.extend(server_options);
+            config.options(all.join(" "));
         }
         let manager = Manager::from_config(
             config,
@@ -216,11 +240,11 @@ impl PgStore {
                     bare(pool_error(&e))
                 ))
             })?;
-            let found: Option<i32> = match client
+            let asked = client
                 .query_opt("SELECT MAX(version) FROM schema_migrations", &[])
-                .await
-            {
-                Ok(row) => row.and_then(|r| r.get(0)),
+                .await;
+            let found: Option<i32> = match &asked {
+                Ok(row) => row.as_ref().and_then(|r| r.get(0)),
                 Err(_) => None,
             };
             if let Some(v) = found {
@@ -231,20 +255,51 @@ impl PgStore {
                     )));
                 }
             }
-            schema::migrate(&mut client, options.schema.as_deref())
-                .await
-                .map_err(|e| {
-                    StoreError::Open(format!("{target}: migrating: {}", bare(db_error(&e))))
-                })?;
+            if options.read_only {
+                // A schema without the table is simply not migrated; any
+                // other failure (permissions, say) is worth its own words.
+                let unreadable = asked.as_ref().err().filter(|e| {
+                    e.code() != Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+                });
+                if let Some(e) = unreadable {
+                    return Err(StoreError::Open(format!(
+                        "{target}: cannot read the schema version (schema_migrations): {}",
+                        bare(db_error(e))
+                    )));
+                }
+                if found != Some(current_version()) {
+                    let has = found.map_or_else(
+                        || "no patchaudit schema".to_owned(),
+                        |v| format!("schema version {v}"),
+                    );
+                    return Err(StoreError::Open(format!(
+                        "{target}: the database has {has}, and this build reads version {}; a read-only open does not migrate, so run `patchaudit serve` on it once with a role that may change the schema",
+                        current_version()
+                    )));
+                }
+            } else {
+                schema::migrate(&mut client, options.schema.as_deref())
+                    .await
+                    .map_err(|e| {
+                        StoreError::Open(format!("{target}: migrating: {}", bare(db_error(&e))))
+                    })?;
+            }
         }
-        if let Some(signer) = &options.signer {
+        // A read-only open cannot sign; its appends fail in the database.
+        if let Some(signer) = options.signer.as_ref().filter(|_| !options.read_only) {
             sign_backfilled_head(&pool, signer)
                 .await
                 .map_err(|e| StoreError::Open(format!("{target}: {}", bare(e))))?;
         }
         let writer = writer::spawn(pool.clone(), options.max_group_events, options.signer);
         let maint_pool = pool.clone();
+        let read_only = options.read_only;
         let maintenance = tokio::spawn(async move {
+            if read_only {
+                // Creating partitions is a write; a reader leaves it to the
+                // servers.
+                return;
+            }
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 tick.tick().await;
