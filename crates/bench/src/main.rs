@@ -22,6 +22,8 @@
 //!   latency at a steady rate beside the POST round trip, and the sink's lag
 //!   at top ingest rate beside ingest without the stream, against a
 //!   nats-server the bench starts on a free port;
+//! - `kafka`: the Kafka sink's delivery rate to a tansu broker the bench
+//!   starts, beside a bare krafka producer sending the same records;
 //! - `dpkg`: the dpkg.log parser on one thread, on decoded text and from
 //!   bytes, against a bare scan of the same text (lines and the words in
 //!   them), in MB/s (10^6 bytes) by wall clock and by thread CPU time;
@@ -42,6 +44,7 @@ mod dpkg;
 mod gen;
 mod history;
 mod ingest;
+mod kafka;
 mod load;
 mod machine;
 mod postgres;
@@ -198,6 +201,17 @@ enum Command {
         after_help = "Examples:\n  patchaudit-bench dpkg\n  patchaudit-bench dpkg --mb 500 --runs 9"
     )]
     Dpkg(dpkg::DpkgArgs),
+    /// The Kafka sink's delivery rate against a bare krafka producer.
+    ///
+    /// Each run starts a fresh tansu broker on a free loopback port and
+    /// delivers --events messages through the sink in the stream's batches
+    /// of 500; the baseline sends the same records with a bare idempotent
+    /// krafka producer. Every topic is read back and must hold each message
+    /// once. Needs tansu (`cargo install tansu --locked --features dynostore`).
+    #[command(
+        after_help = "Examples:\n  patchaudit-bench kafka\n  patchaudit-bench kafka --events 200000 --runs 5"
+    )]
+    Kafka(kafka::KafkaArgs),
     /// Every benchmark in turn, with one summary table.
     ///
     /// Runs ingest, concurrent, history, stream and dpkg (with its
@@ -298,6 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Auth(a) => report.extend(auth::run(a, &work_dir).await?),
         Command::Stream(a) => report.extend(stream::run(&gen, a, &work_dir).await?),
         Command::Dpkg(a) => report.extend(dpkg::run(a)?),
+        Command::Kafka(a) => report.extend(kafka::run(a).await?),
         Command::LoadClient(_) => anyhow::bail!("load-client runs before the runtime starts"),
         Command::All(a) => {
             let ingest = ingest::IngestArgs {
