@@ -379,6 +379,28 @@ async fn an_unreachable_broker_is_unavailable_then_recovers() {
 
 // ------------------------------------------------------------- idempotence
 
+/// Reads one Kafka frame (a 4-byte big-endian length, then that many
+/// bytes), or None at the end of the stream or when it is shorter than
+/// `at_least` bytes.
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    at_least: usize,
+) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await.ok()?;
+    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+    r.read_exact(&mut frame).await.ok()?;
+    (frame.len() >= at_least).then_some(frame)
+}
+
+/// Writes one Kafka frame; false once the other side is gone.
+async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let len = u32::try_from(frame.len()).unwrap().to_be_bytes();
+    w.write_all(&len).await.is_ok() && w.write_all(frame).await.is_ok()
+}
+
 /// A loopback proxy in front of tansu that can lose the broker's answer to
 /// one produce request, as a network fault right after the write would: it
 /// passes the request on, so the broker writes the records, then closes
@@ -445,23 +467,13 @@ async fn forward(
         }
     };
     let requests = async {
-        loop {
-            let mut len = [0u8; 4];
-            if from_client.read_exact(&mut len).await.is_err() {
-                return;
-            }
-            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-            if from_client.read_exact(&mut frame).await.is_err() || frame.len() < 2 {
-                return;
-            }
+        while let Some(frame) = read_frame(&mut from_client, 2).await {
             let produce = i16::from_be_bytes([frame[0], frame[1]]) == PRODUCE;
             let lose = produce && armed.swap(false, Ordering::SeqCst);
             if lose {
                 cut.store(true, Ordering::SeqCst);
             }
-            if to_broker.write_all(&len).await.is_err()
-                || to_broker.write_all(&frame).await.is_err()
-            {
+            if !write_frame(&mut to_broker, &frame).await {
                 return;
             }
             if lose {
@@ -515,7 +527,6 @@ async fn forward_hiding_init_producer_id(
     upstream: u16,
     hidden: Arc<AtomicUsize>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const API_VERSIONS: i16 = 18;
     const INIT_PRODUCER_ID: i16 = 22;
     let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
@@ -526,37 +537,19 @@ async fn forward_hiding_init_producer_id(
     // The ApiVersions requests in flight: correlation id to version.
     let asked = std::sync::Mutex::new(HashMap::<i32, i16>::new());
     let requests = async {
-        loop {
-            let mut len = [0u8; 4];
-            if from_client.read_exact(&mut len).await.is_err() {
-                return;
-            }
-            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-            if from_client.read_exact(&mut frame).await.is_err() || frame.len() < 8 {
-                return;
-            }
+        while let Some(frame) = read_frame(&mut from_client, 8).await {
             if i16::from_be_bytes([frame[0], frame[1]]) == API_VERSIONS {
                 let version = i16::from_be_bytes([frame[2], frame[3]]);
                 let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
                 asked.lock().unwrap().insert(correlation, version);
             }
-            if to_broker.write_all(&len).await.is_err()
-                || to_broker.write_all(&frame).await.is_err()
-            {
+            if !write_frame(&mut to_broker, &frame).await {
                 return;
             }
         }
     };
     let answers = async {
-        loop {
-            let mut len = [0u8; 4];
-            if from_broker.read_exact(&mut len).await.is_err() {
-                return;
-            }
-            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-            if from_broker.read_exact(&mut frame).await.is_err() || frame.len() < 4 {
-                return;
-            }
+        while let Some(mut frame) = read_frame(&mut from_broker, 4).await {
             let correlation = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
             let version = asked.lock().unwrap().remove(&correlation);
             if let Some(version) = version {
@@ -564,9 +557,7 @@ async fn forward_hiding_init_producer_id(
                     hidden.fetch_add(1, Ordering::SeqCst);
                 }
             }
-            if to_client.write_all(&len).await.is_err()
-                || to_client.write_all(&frame).await.is_err()
-            {
+            if !write_frame(&mut to_client, &frame).await {
                 return;
             }
         }
