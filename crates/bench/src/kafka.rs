@@ -6,7 +6,7 @@
 //! batch, one after another as `run_sink` does, after one warm-up message
 //! that creates the topics and starts the idempotent producer. The baseline,
 //! on its own fresh tansu in the same run, is a bare krafka producer (also
-//! idempotent, `acks=all`) enqueueing the same records to the same
+//! idempotent, `acks=all`) enqueueing the records the sink would write, to the same
 //! partitions, then awaiting them all: the client library without the sink
 //! around it. The two alternate which goes first. Afterwards each topic is
 //! read back with rskafka, and the run fails unless it holds every message
@@ -18,7 +18,7 @@ use anyhow::{bail, ensure, Context};
 use clap::Args;
 use krafka::admin::{CreateTopicsOptions, NewTopic};
 use krafka::producer::Acks;
-use krafka::{Kafka, Record};
+use krafka::Kafka;
 use patchaudit_server::stream::kafka::{self, partition_for, EVENTS_TOPIC, MSG_ID_HEADER};
 use patchaudit_server::stream::{Message, Sink, Source};
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
@@ -169,11 +169,11 @@ async fn time_bare(brokers: &str, n: u64) -> anyhow::Result<f64> {
         .remove(EVENTS_TOPIC)
         .context("no answer for the topic")??;
     let producer = client.producer().acks(Acks::All).build().await?;
+    // The very records the sink writes, to the same partitions.
+    let timestamp = kafka::now_millis();
     let record = |m: &Message| {
-        Record::new(EVENTS_TOPIC, m.body.to_vec())
-            .partition(partition_for(m.key.as_bytes(), kafka::PARTITIONS))
-            .key(m.key.as_bytes().to_vec())
-            .header(MSG_ID_HEADER, m.id.as_bytes().to_vec())
+        let partition = partition_for(m.key.as_bytes(), kafka::PARTITIONS);
+        kafka::record(m, EVENTS_TOPIC, partition, timestamp)
     };
     ensure!(
         producer.send(record(&message(0))).await?.is_persisted(),

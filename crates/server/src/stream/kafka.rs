@@ -340,8 +340,9 @@ async fn create_topic(kafka: &Kafka, name: &str) -> Result<(), String> {
     }
 }
 
-/// The record of a message, for `partition` of `topic`.
-fn record(m: &Message, topic: &str, partition: i32, timestamp: i64) -> Record {
+/// The record the sink writes for a message, to `partition` of `topic`,
+/// stamped `timestamp` (milliseconds since the epoch).
+pub fn record(m: &Message, topic: &str, partition: i32, timestamp: i64) -> Record {
     Record::new(topic, m.body.to_vec())
         .partition(partition)
         .key(m.key.as_bytes().to_vec())
@@ -351,7 +352,7 @@ fn record(m: &Message, topic: &str, partition: i32, timestamp: i64) -> Record {
 }
 
 /// The current time in milliseconds since the epoch, as Kafka keeps it.
-pub(crate) fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
